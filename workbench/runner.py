@@ -1,0 +1,258 @@
+"""The runner: spec -> data -> training -> pseudo-experiments -> score -> files.
+
+It talks to strategies only through the registry and the protocols, so built-in
+and third-party plugins are treated alike.  Randomness comes from the spec seed
+through :func:`workbench.seeds.derive_seed`; results.json holds only
+deterministic content (timings go to timings.json), so the same spec gives a
+byte-identical results file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .events import Events
+from .nuisance import NuisanceParameters, draw_nuisances
+from .protocols import Classifier, IntervalResult, IntervalStrategy, Templates, TrainingData
+from .registry import PluginError, Registry, get_registry
+from .scoring import score
+from .seeds import derive_seed
+from .spec import Spec
+
+
+@dataclass
+class Pipeline:
+    """The trained strategies of one run."""
+
+    data: TrainingData
+    pool: Events
+    classifier: Classifier | None
+    templates: Templates | None
+    interval: IntervalStrategy
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    spec: Spec
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    timings: dict[str, Any]
+    directory: Path | None = None
+
+
+def _import_core():
+    # Late imports keep ``workbench plugins`` and spec validation light.
+    from .pseudo_experiments import sample_pseudo_experiment
+    from .systematics import apply_systematics
+
+    return apply_systematics, sample_pseudo_experiment
+
+
+def generate_samples(spec: Spec, registry: Registry) -> dict[str, Events]:
+    """Train, holdout and test-pool samples from the spec's generator, independent seeds."""
+    generator = registry.create("generator", spec.data.generator.name, spec.data.generator.params)
+    lumi = spec.data.luminosity_fb / 10.0
+    out = {}
+    for part in ("train", "holdout", "test_pool"):
+        counts = getattr(spec.data, part)
+        events = generator.generate(counts, derive_seed(spec.seed, "data", part))
+        if lumi != 1.0:
+            events = events.with_columns(weights=events.weights * lumi)
+        out[part] = events
+    return out
+
+
+def train(spec: Spec, registry: Registry | None = None, samples: dict[str, Events] | None = None,
+          progress=None) -> Pipeline:
+    """Generate data and fit classifier, templates and interval strategy once."""
+    registry = registry or get_registry()
+    apply_systematics, sample_pseudo_experiment = _import_core()
+    # Fail on unknown strategies/parameters before any expensive work.
+    classifier = (
+        registry.create("classifier", spec.classifier.name, spec.classifier.params)
+        if spec.classifier else None
+    )
+    template = (
+        registry.create("template", spec.template.name, spec.template.params)
+        if spec.template else None
+    )
+    interval = registry.create("interval", spec.interval.name, spec.interval.params)
+    if template is not None and classifier is None:
+        raise PluginError(f"template {spec.template.name!r} needs a [classifier] in the spec")
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    samples = samples or generate_samples(spec, registry)
+    timings["generate"] = time.perf_counter() - t0
+    holdout = samples["holdout"]
+    fixed = spec.fixed_nuisances
+
+    def training_pe(mu: float, nps: NuisanceParameters, seed: int) -> Events:
+        return sample_pseudo_experiment(holdout, mu, nps, seed)
+
+    data = TrainingData(
+        train=samples["train"],
+        holdout=holdout,
+        apply_systematics=apply_systematics,
+        sample_pseudo_experiment=training_pe,
+        priors=spec.priors,
+        randomised=spec.pseudo_experiments.randomise,
+        mu_range=spec.pseudo_experiments.mu_range,
+        seed=derive_seed(spec.seed, "training"),
+        confidence_level=spec.scoring.confidence_level,
+        fixed=fixed,
+    )
+    t0 = time.perf_counter()
+    if classifier is not None:
+        classifier.fit(data)
+    timings["classifier_fit"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    templates = template.build(data, classifier) if template is not None else None
+    timings["template_build"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    interval.fit(data, classifier, templates)
+    timings["interval_fit"] = time.perf_counter() - t0
+    return Pipeline(data, samples["test_pool"], classifier, templates, interval, timings)
+
+
+def pe_plan(spec: Spec) -> list[dict[str, Any]]:
+    """The (trial, pe, mu_true, NPs, seed) of every pseudo-experiment, from the seed alone."""
+    pes = spec.pseudo_experiments
+    lo, hi = pes.mu_range
+    plan = []
+    for trial in range(pes.trials):
+        mu = float(np.random.RandomState(derive_seed(spec.seed, "trial", trial)).uniform(lo, hi))
+        for j in range(pes.per_trial):
+            seed = derive_seed(spec.seed, "pe", trial, j)
+            nps = draw_nuisances(np.random.RandomState(seed), pes.randomise, spec.priors)
+            nps = nps.replace(**pes.fixed) if pes.fixed else nps
+            plan.append({"trial": trial, "pe": j, "seed": seed, "mu_true": mu,
+                         "nuisances_true": nps.as_dict()})
+    return plan
+
+
+def evaluate(pipeline: Pipeline, task: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Draw one pseudo-experiment and infer mu; returns (record, timings)."""
+    _, sample_pseudo_experiment = _import_core()
+    nps = NuisanceParameters.from_dict(task["nuisances_true"])
+    t0 = time.perf_counter()
+    pe = sample_pseudo_experiment(pipeline.pool, task["mu_true"], nps, task["seed"])
+    t1 = time.perf_counter()
+    result: IntervalResult = pipeline.interval.predict(pe.without_truth())
+    t2 = time.perf_counter()
+    record = dict(task)
+    record.update(
+        n_events=len(pe),
+        n_signal=int((pe.labels == 1).sum()),
+        mu_hat=result.mu_hat,
+        mu16=result.mu16,
+        mu84=result.mu84,
+        covered=bool(result.mu16 <= task["mu_true"] <= result.mu84),
+        nuisances_fit=dict(result.nuisances),
+        nuisance_errors=dict(result.nuisance_errors),
+        info={k: v for k, v in result.info.items() if k != "timings"},
+    )
+    timing = {"sample": t1 - t0, "inference": t2 - t1}
+    timing.update({f"inference.{k}": v for k, v in result.info.get("timings", {}).items()})
+    return record, timing
+
+
+def summarise(spec: Spec, records: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in records if "error" not in r]
+    summary: dict[str, Any] = {"n_pseudo_experiments": len(records), "n_failed": len(records) - len(ok)}
+    if ok:
+        s = score([r["mu_true"] for r in ok], [r["mu16"] for r in ok], [r["mu84"] for r in ok],
+                  [r["mu_hat"] for r in ok], eps=spec.scoring.eps,
+                  one_sigma=spec.scoring.confidence_level)
+        summary.update(s.as_dict())
+    return summary
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically (temp file + rename): a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def run(spec: Spec, registry: Registry | None = None, output: str | Path | None = None,
+        progress: bool | None = None) -> RunResult:
+    """Run a spec end to end and write results.json, timings.json, workspace, plots."""
+    registry = registry or get_registry()
+    outdir = Path(output or spec.output.directory)
+    show = spec.output.progress if progress is None else progress
+    wall0 = time.perf_counter()
+    pipeline = train(spec, registry)
+    plan = pe_plan(spec)
+    records: list[dict[str, Any]] = []
+    pe_timings: list[dict[str, float]] = []
+
+    def write_all(final: bool) -> RunResult:
+        summary = summarise(spec, records)
+        summary["complete"] = final and len(records) == len(plan)
+        results = {
+            "workbench_version": __version__,
+            "spec": spec.as_dict(),
+            "summary": summary,
+            "pseudo_experiments": records,
+        }
+        write_json(outdir / "results.json", results)
+        inference = np.array([t["inference"] for t in pe_timings]) if pe_timings else np.zeros(0)
+        timings = {
+            "training": pipeline.timings,
+            "per_pe": pe_timings,
+            "inference_median_s": float(np.median(inference)) if len(inference) else None,
+            "inference_mean_s": float(np.mean(inference)) if len(inference) else None,
+            "wall_s": time.perf_counter() - wall0,
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                        "platform": platform.platform()},
+        }
+        write_json(outdir / "timings.json", timings)
+        return RunResult(spec, records, summary, timings, outdir)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    try:
+        with Progress(*columns, disable=not show, transient=False) as bar:
+            task_id = bar.add_task(f"{spec.name}: pseudo-experiments", total=len(plan))
+            for task in plan:
+                try:
+                    record, timing = evaluate(pipeline, task)
+                except (ValueError, RuntimeError, FloatingPointError) as exc:
+                    record = dict(task, error=f"{type(exc).__name__}: {exc}")
+                    timing = {"sample": float("nan"), "inference": float("nan")}
+                records.append(record)
+                pe_timings.append(timing)
+                bar.advance(task_id)
+    except BaseException:
+        write_all(final=False)  # nothing already computed is lost
+        raise
+    result = write_all(final=True)
+    if spec.output.workspace and pipeline.templates is not None:
+        write_json(outdir / "workspace.json", pipeline.templates.workspace(None))
+    if spec.output.plots and any("error" not in r for r in records):
+        from .plots import plot_run
+
+        plot_run(records, outdir, confidence_level=spec.scoring.confidence_level)
+    return result
