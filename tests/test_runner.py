@@ -50,6 +50,8 @@ class ResampledReference:
 class Counting:
     """Closed-form counting interval: N ~ Poisson(mu S + B), mu = (N - B)/S +- sqrt(N)/S."""
 
+    interrupt_after = -1  # tests set this to simulate a kill mid-run
+
     def __init__(self, fail_after: int = -1):
         self.fail_after = fail_after
         self.calls = 0
@@ -62,7 +64,7 @@ class Counting:
 
     def predict(self, events):
         self.calls += 1
-        if self.calls == self.fail_after:
+        if self.calls in (self.fail_after, Counting.interrupt_after):
             raise KeyboardInterrupt
         n = len(events)
         mu_hat = (n - self.b) / self.s
@@ -141,3 +143,32 @@ def test_interrupted_run_keeps_finished_pseudo_experiments(tmp_path, registry):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["pseudo_experiments"]) == 3
     assert saved["summary"]["complete"] is False
+
+
+def test_resumed_run_is_byte_identical(tmp_path, registry, monkeypatch):
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    run(_spec(ref, trials=3, per_trial=3), registry)
+    monkeypatch.setattr(Counting, "interrupt_after", 5)
+    with pytest.raises(KeyboardInterrupt):
+        run(_spec(cut, trials=3, per_trial=3), registry)
+    assert len(json.loads((cut / "results.json").read_text())["pseudo_experiments"]) == 4
+    monkeypatch.setattr(Counting, "interrupt_after", -1)
+    result = run(_spec(cut, trials=3, per_trial=3), registry, resume=True)
+    assert result.timings["resumed_pes"] == 4
+    assert (cut / "results.json").read_bytes() == (ref / "results.json").read_bytes()
+
+
+def test_resume_refuses_another_specs_checkpoint(tmp_path, registry):
+    run(_spec(tmp_path, trials=1, per_trial=2), registry)
+    with pytest.raises(ValueError, match="belongs to another spec"):
+        run(_spec(tmp_path, trials=2, per_trial=2), registry, resume=True)
+
+
+@pytest.mark.parametrize("executor", ["processes", "dask"])
+def test_executors_give_identical_results(tmp_path, registry, executor):
+    if executor == "dask":
+        pytest.importorskip("distributed")
+    ref, other = tmp_path / "inline", tmp_path / executor
+    run(_spec(ref, trials=2, per_trial=3), registry)
+    run(_spec(other, trials=2, per_trial=3), registry, executor=executor, workers=2)
+    assert (other / "results.json").read_bytes() == (ref / "results.json").read_bytes()

@@ -32,7 +32,9 @@ def cmd_run(args) -> int:
     from .spec import load_spec
 
     spec = load_spec(args.spec, _parse_set(args.set))
-    result = run(spec, output=args.output, progress=not args.no_progress)
+    result = run(spec, output=args.output, progress=not args.no_progress,
+                 executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+                 resume=args.resume)
     s = result.summary
     print(json.dumps({k: s.get(k) for k in (
         "n_pseudo_experiments", "n_failed", "coverage", "width", "score", "rmse", "mae")}, indent=1))
@@ -118,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a spec key, e.g. --set pseudo_experiments.trials=3")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--executor", choices=("inline", "processes", "dask"),
+                   help="where pseudo-experiments run (default: the spec's execution.executor)")
+    p.add_argument("--workers", type=int, help="worker processes (processes/dask executors)")
+    p.add_argument("--scheduler", help="dask.distributed scheduler address, e.g. tcp://host:8786")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint in the output folder")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("score", help="score a results.json")

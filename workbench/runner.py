@@ -163,6 +163,8 @@ def evaluate(pipeline: Pipeline, task: dict[str, Any]) -> tuple[dict[str, Any], 
         info={k: v for k, v in result.info.items() if k != "timings"},
     )
     timing = {"sample": t1 - t0, "inference": t2 - t1}
+    # round-trip through JSON now so that fresh and resumed records are identical
+    record = json.loads(json.dumps(record, default=_json_default))
     timing.update({f"inference.{k}": v for k, v in result.info.get("timings", {}).items()})
     return record, timing
 
@@ -194,35 +196,92 @@ def write_json(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+CHECKPOINT = "checkpoint.jsonl"
+
+
+def spec_digest(spec: Spec) -> str:
+    """Digest of the experiment (not of where or how it runs): guards resumption."""
+    import hashlib
+
+    text = json.dumps(spec.as_dict(), sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _load_checkpoint(path: Path, digest: str) -> dict[int, tuple[dict, dict]]:
+    """Finished PEs of an earlier, interrupted run of the same spec."""
+    done: dict[int, tuple[dict, dict]] = {}
+    if not path.exists():
+        return done
+    lines = path.read_text().splitlines()
+    if not lines:
+        return done
+    header = json.loads(lines[0])
+    if header.get("spec_digest") != digest:
+        raise ValueError(
+            f"{path} belongs to another spec (digest {header.get('spec_digest')} != {digest}); "
+            "use another output folder or remove it"
+        )
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line cut by the interruption: that PE is simply redone
+        done[int(entry["index"])] = (entry["record"], entry["timing"])
+    return done
+
+
 def run(spec: Spec, registry: Registry | None = None, output: str | Path | None = None,
-        progress: bool | None = None) -> RunResult:
-    """Run a spec end to end and write results.json, timings.json, workspace, plots."""
+        progress: bool | None = None, *, executor: str | None = None,
+        workers: int | None = None, scheduler: str | None = None,
+        resume: bool = False) -> RunResult:
+    """Run a spec end to end and write results.json, timings.json, workspace, plots.
+
+    Every finished PE is appended to ``checkpoint.jsonl``; with ``resume`` an
+    interrupted run restarts where it stopped and writes the same results file
+    as an uninterrupted one.
+    """
+    from .executors import execute
+
     registry = registry or get_registry()
     outdir = Path(output or spec.output.directory)
+    outdir.mkdir(parents=True, exist_ok=True)
     show = spec.output.progress if progress is None else progress
+    executor = executor or spec.execution.executor
+    workers = workers if workers is not None else (spec.execution.workers or None)
+    scheduler = scheduler or spec.execution.scheduler
     wall0 = time.perf_counter()
-    pipeline = train(spec, registry)
     plan = pe_plan(spec)
-    records: list[dict[str, Any]] = []
-    pe_timings: list[dict[str, float]] = []
+    digest = spec_digest(spec)
+    ckpt_path = outdir / CHECKPOINT
+    done = _load_checkpoint(ckpt_path, digest) if resume else {}
+    pipeline = train(spec, registry)
+    outcomes: dict[int, tuple[dict, dict]] = dict(done)
 
     def write_all(final: bool) -> RunResult:
+        order = sorted(outcomes)
+        records = [outcomes[i][0] for i in order]
+        pe_timings = [outcomes[i][1] for i in order]
         summary = summarise(spec, records)
         summary["complete"] = final and len(records) == len(plan)
         results = {
             "workbench_version": __version__,
             "spec": spec.as_dict(),
+            "spec_digest": digest,
             "summary": summary,
             "pseudo_experiments": records,
         }
         write_json(outdir / "results.json", results)
-        inference = np.array([t["inference"] for t in pe_timings]) if pe_timings else np.zeros(0)
+        inference = np.array([t["inference"] for t in pe_timings], float)
+        inference = inference[np.isfinite(inference)]
         timings = {
             "training": pipeline.timings,
             "per_pe": pe_timings,
             "inference_median_s": float(np.median(inference)) if len(inference) else None,
             "inference_mean_s": float(np.mean(inference)) if len(inference) else None,
             "wall_s": time.perf_counter() - wall0,
+            "executor": executor,
+            "workers": workers,
+            "resumed_pes": len(done),
             "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                         "platform": platform.platform()},
         }
@@ -233,17 +292,20 @@ def run(spec: Spec, registry: Registry | None = None, output: str | Path | None 
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
+    todo = [(i, task) for i, task in enumerate(plan) if i not in done]
+    mode = "a" if done else "w"
     try:
-        with Progress(*columns, disable=not show, transient=False) as bar:
-            task_id = bar.add_task(f"{spec.name}: pseudo-experiments", total=len(plan))
-            for task in plan:
-                try:
-                    record, timing = evaluate(pipeline, task)
-                except (ValueError, RuntimeError, FloatingPointError) as exc:
-                    record = dict(task, error=f"{type(exc).__name__}: {exc}")
-                    timing = {"sample": float("nan"), "inference": float("nan")}
-                records.append(record)
-                pe_timings.append(timing)
+        with Progress(*columns, disable=not show, transient=False) as bar, \
+                open(ckpt_path, mode) as ckpt:
+            if mode == "w":
+                ckpt.write(json.dumps({"spec_digest": digest, "n": len(plan)}) + "\n")
+            task_id = bar.add_task(f"{spec.name}: pseudo-experiments", total=len(plan),
+                                   completed=len(done))
+            for index, record, timing in execute(pipeline, todo, executor, workers, scheduler):
+                outcomes[index] = (record, timing)
+                ckpt.write(json.dumps({"index": index, "record": record, "timing": timing},
+                                      default=_json_default) + "\n")
+                ckpt.flush()
                 bar.advance(task_id)
     except BaseException:
         write_all(final=False)  # nothing already computed is lost
@@ -251,8 +313,8 @@ def run(spec: Spec, registry: Registry | None = None, output: str | Path | None 
     result = write_all(final=True)
     if spec.output.workspace and pipeline.templates is not None:
         write_json(outdir / "workspace.json", pipeline.templates.workspace(None))
-    if spec.output.plots and any("error" not in r for r in records):
+    if spec.output.plots and any("error" not in r for r in result.records):
         from .plots import plot_run
 
-        plot_run(records, outdir, confidence_level=spec.scoring.confidence_level)
+        plot_run(result.records, outdir, confidence_level=spec.scoring.confidence_level)
     return result

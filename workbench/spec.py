@@ -59,6 +59,15 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class ExecutionSpec:
+    executor: str = "inline"
+    workers: int = 0
+    """0: one per CPU core."""
+    scheduler: str | None = None
+    """dask.distributed scheduler address; none starts a LocalCluster."""
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     seed: int
@@ -70,6 +79,7 @@ class Spec:
     priors: dict[str, Prior]
     scoring: ScoringSpec
     output: OutputSpec
+    execution: ExecutionSpec = field(default_factory=ExecutionSpec)
     source: str | None = None
 
     @property
@@ -92,12 +102,14 @@ class Spec:
         out.pop("source", None)
         # where results go is not part of the experiment: keep results files comparable
         out["output"].pop("directory", None)
+        # nor is where it runs: every executor gives the same records
+        out.pop("execution", None)
         return out
 
 
 TOP_KEYS = {
     "name", "seed", "data", "pseudo_experiments", "classifier", "template",
-    "interval", "priors", "scoring", "output",
+    "interval", "priors", "scoring", "output", "execution",
 }
 
 
@@ -245,6 +257,16 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
         workspace=_get(o, "workspace", bool, "output", True),
         progress=_get(o, "progress", bool, "output", True),
     )
+    e = _get(raw, "execution", dict, "", {})
+    _check_keys(e, {"executor", "workers", "scheduler"}, "execution")
+    from .executors import EXECUTORS
+
+    execution = ExecutionSpec(
+        executor=_get(e, "executor", str, "execution", "inline",
+                      check=lambda v: f"must be one of {', '.join(EXECUTORS)}" if v not in EXECUTORS else None),
+        workers=_get(e, "workers", int, "execution", 0, check=lambda v: "must be >= 0" if v < 0 else None),
+        scheduler=_get(e, "scheduler", str, "execution", None),
+    )
     return Spec(
         name=name,
         seed=seed,
@@ -256,6 +278,7 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
         priors=priors,
         scoring=scoring,
         output=output,
+        execution=execution,
         source=source,
     )
 
