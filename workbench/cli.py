@@ -1,4 +1,4 @@
-"""Command line: ``workbench run | score | simulate | plugins``."""
+"""Command line: ``workbench run | score | simulate | report | plugins``."""
 
 from __future__ import annotations
 
@@ -84,6 +84,17 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import ReportError, build_report
+
+    try:
+        path = build_report(args.results_dir, args.output)
+    except ReportError as exc:
+        raise SpecError(str(exc)) from None
+    print(f"report written to {path}")
+    return 0
+
+
 def cmd_plugins(args) -> int:
     from .registry import get_registry
 
@@ -142,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     for proc, default in (("htautau", 10_000), ("ztautau", 100_000), ("ttbar", 10_000), ("diboson", 2_000)):
         p.add_argument(f"--{proc}", type=int, default=default, help=f"{proc} events (default {default})")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a results folder")
+    p.add_argument("results_dir", help="folder with results.json (and timings.json)")
+    p.add_argument("-o", "--output", help="HTML file to write (default: RESULTS_DIR/report.html)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("plugins", help="list installed plugins and their strategies")
     p.add_argument("--json", action="store_true")

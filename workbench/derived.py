@@ -89,7 +89,7 @@ def compute_derived(pri: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _met_phi_centrality(met_phi, lep_phi, had_phi, epsilon: float = 1e-4):
     """(A + B) / sqrt(A^2 + B^2); lepton phi nudged by epsilon where degenerate."""
 
-    def ratio(lphi):
+    def ratio(met_phi, lphi, had_phi):
         sign = np.sign(np.sin(had_phi - lphi))
         a = np.sin(met_phi - lphi) * sign
         b = np.sin(had_phi - met_phi) * sign
@@ -98,11 +98,10 @@ def _met_phi_centrality(met_phi, lep_phi, had_phi, epsilon: float = 1e-4):
             val = np.where(den != 0, (a + b) / np.where(den != 0, den, 1.0), UNDEFINED)
         return val, den
 
-    val, den = ratio(lep_phi)
-    degenerate = den == 0
-    if degenerate.any():
-        val2, _ = ratio(lep_phi + epsilon)
-        val = np.where(degenerate, val2, val)
+    val, den = ratio(met_phi, lep_phi, had_phi)
+    rows = np.flatnonzero(den == 0)
+    if rows.size:  # recompute only the degenerate events (a handful, not the whole array)
+        val[rows] = ratio(met_phi[rows], lep_phi[rows] + epsilon, had_phi[rows])[0]
     return val
 
 

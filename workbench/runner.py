@@ -58,18 +58,53 @@ def _import_core():
     return apply_systematics, sample_pseudo_experiment
 
 
+PARTS = ("train", "holdout", "test_pool")
+
+
 def generate_samples(spec: Spec, registry: Registry) -> dict[str, Events]:
-    """Train, holdout and test-pool samples from the spec's generator, independent seeds."""
+    """Disjoint train, holdout and test-pool samples from one call to the generator.
+
+    One draw, then a seeded split per process: a file source never hands the
+    same event to training and to the pseudo-experiments.  Weights are rescaled
+    so each part alone still sums to the expected yield per pseudo-experiment.
+    """
+    from .schema import PROCESSES
+
     generator = registry.create("generator", spec.data.generator.name, spec.data.generator.params)
+    counts = {p: [getattr(spec.data, part)[p] for part in PARTS] for p in PROCESSES}
+    for proc, per_part in counts.items():
+        if -1 in per_part and sum(1 for c in per_part if c != 0) > 1:
+            raise ValueError(
+                f"data.*.{proc} = -1 (all events) can only be used in one of "
+                f"{', '.join('data.' + p for p in PARTS)}; give explicit counts to split a source"
+            )
+    total = {p: (-1 if -1 in c else sum(c)) for p, c in counts.items()}
+    events = generator.generate(total, derive_seed(spec.seed, "data"))
     lumi = spec.data.luminosity_fb / 10.0
-    out = {}
-    for part in ("train", "holdout", "test_pool"):
-        counts = getattr(spec.data, part)
-        events = generator.generate(counts, derive_seed(spec.seed, "data", part))
-        if lumi != 1.0:
-            events = events.with_columns(weights=events.weights * lumi)
-        out[part] = events
-    return out
+    rng = np.random.default_rng(derive_seed(spec.seed, "data", "split"))
+    codes = events.process
+    index: dict[str, list[np.ndarray]] = {part: [] for part in PARTS}
+    scale = np.zeros(len(events))
+    for code, proc in enumerate(PROCESSES):
+        rows = rng.permutation(np.flatnonzero(codes == code))
+        want = counts[proc]
+        if -1 in want:
+            want = [len(rows) if c == -1 else 0 for c in want]
+        if sum(want) > len(rows):
+            raise ValueError(
+                f"generator {spec.data.generator.name!r} returned {len(rows)} {proc} events, "
+                f"the spec asks for {sum(want)}"
+            )
+        start = 0
+        for part, n in zip(PARTS, want):
+            chosen = rows[start:start + n]
+            start += n
+            index[part].append(chosen)
+            # each part alone represents one pseudo-experiment's expected yield
+            scale[chosen] = sum(want) / n if n else 0.0
+    weights = events.weights * scale * lumi
+    events = events.with_columns(weights=weights)
+    return {part: events[np.sort(np.concatenate(index[part]))] for part in PARTS}
 
 
 def train(spec: Spec, registry: Registry | None = None, samples: dict[str, Events] | None = None,

@@ -1,0 +1,184 @@
+"""Built-in simulator: schema, normalisation, determinism, physics properties and
+realism against the real reference samples (tests/data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.derived import compute_derived
+from workbench.events import Events
+from workbench.schema import DERIVED, EXPECTED_EVENTS, FEATURES, PROCESSES, UNDEFINED
+from workbench_builtins import simulator as sim_plugin
+from workbench_builtins.simulator import Simulator, calibration as cal, kinematics as kin
+from workbench_builtins.simulator import processes, validation
+
+DATA_DIR = Path(__file__).parent / "data"
+COUNTS = {"htautau": 6000, "ztautau": 12000, "ttbar": 5000, "diboson": 3000}
+
+
+@pytest.fixture(scope="module")
+def sample() -> Events:
+    return Simulator().generate(COUNTS, seed=11)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return validation.reference_samples(DATA_DIR)
+
+
+def test_plugin_registers_simulator():
+    got = {}
+    sim_plugin.register_generators(lambda name, factory: got.setdefault(name, factory))
+    assert got == {"simulator": Simulator}
+
+
+def test_counts_weights_and_schema(sample):
+    sample.validate()
+    assert sample.fields.count("process") == 1
+    for code, name in enumerate(PROCESSES):
+        sel = sample.process == code
+        assert sel.sum() == COUNTS[name]
+        assert sample.weights[sel].sum() == pytest.approx(EXPECTED_EVENTS[name], rel=1e-9)
+    assert (sample.labels == (sample.process == 0)).all()
+
+
+def test_selection_and_jet_bookkeeping(sample):
+    c = sample.columns()
+    assert c["PRI_lep_pt"].min() >= cal.LEP_PT_MIN and c["PRI_had_pt"].min() >= cal.HAD_PT_MIN
+    assert np.abs(c["PRI_lep_eta"]).max() < cal.LEP_ETA_MAX
+    assert np.abs(c["PRI_had_eta"]).max() < cal.HAD_ETA_MAX
+    n = c["PRI_n_jets"]
+    assert set(np.unique(n)) <= set(range(30))
+    for name, need in (("leading", 1), ("subleading", 2)):
+        undefined = n < need
+        for var in ("pt", "eta", "phi"):
+            col = c[f"PRI_jet_{name}_{var}"]
+            assert (col[undefined] == UNDEFINED).all()
+        pt = c[f"PRI_jet_{name}_pt"][~undefined]
+        assert pt.min() >= cal.JET_PT_MIN
+        assert np.abs(c[f"PRI_jet_{name}_eta"][~undefined]).max() < cal.JET_ETA_MAX
+    two = n >= 2
+    assert (c["PRI_jet_leading_pt"][two] >= c["PRI_jet_subleading_pt"][two]).all()
+    stored = np.where(n >= 1, c["PRI_jet_leading_pt"], 0) + np.where(two, c["PRI_jet_subleading_pt"], 0)
+    # all jets' pT: at least the two stored ones, exactly them when n <= 2, and
+    # the rest is at least JET_PT_MIN per extra jet
+    np.testing.assert_allclose(c["PRI_jet_all_pt"][n <= 2], stored[n <= 2], rtol=1e-5)
+    extra = c["PRI_jet_all_pt"] - stored
+    assert (extra[n > 2] >= (n[n > 2] - 2) * cal.JET_PT_MIN * (1 - 1e-5)).all()
+    assert (n > 2).any()
+    der = compute_derived({k: c[k] for k in c if k.startswith("PRI_")})
+    for name in DERIVED:
+        np.testing.assert_array_equal(der[name], c[name], err_msg=name)
+
+
+def test_deterministic_and_chunking_invariant():
+    sim = Simulator()
+    counts = {"ztautau": 3000, "diboson": 1000}
+    a = sim.generate(counts, seed=5)
+    b = sim.generate(counts, seed=5)
+    chunks = list(sim.iter_chunks(counts, seed=5, chunk_size=700))
+    assert max(len(ch) for ch in chunks) <= 700
+    c = Events.concatenate(chunks)
+    other = sim.generate(counts, seed=6)
+    for name in (*FEATURES, "weights", "process"):
+        np.testing.assert_array_equal(a[name], b[name])
+        np.testing.assert_array_equal(a[name], c[name])
+    assert not np.array_equal(a["PRI_met"], other["PRI_met"])
+    # a prefix of a longer request is the same events
+    longer = sim.generate({"ztautau": 4000}, seed=5)
+    np.testing.assert_array_equal(longer["PRI_met"][:3000], a.of_process("ztautau")["PRI_met"])
+
+
+def test_bad_counts_are_rejected():
+    with pytest.raises(ValueError, match="counts\\['ztautau'\\]"):
+        Simulator().generate({"ztautau": -1}, seed=1)
+    with pytest.raises(ValueError, match="unknown process label"):
+        Simulator().generate({"zz": 10}, seed=1)
+    with pytest.raises(ValueError, match="unknown Detector setting"):
+        Simulator(detector={"nonsense": 1})
+
+
+def test_two_body_decay_conserves_four_momentum():
+    rng = np.random.default_rng(0)
+    n = 20000
+    m = kin.breit_wigner(rng, n, cal.Z_MASS, cal.Z_WIDTH, 60, 120)
+    parent = kin.from_mt_rapidity(rng.normal(0, 30, n), rng.normal(0, 30, n), rng.normal(0, 2, n), m)
+    d1, d2 = kin.two_body_decay(rng, parent, m, kin.TAU_MASS, kin.TAU_MASS)
+    for d in (d1, d2):
+        mass = np.sqrt(np.maximum(d[0] ** 2 - (d[1:] ** 2).sum(0), 0))
+        np.testing.assert_allclose(mass, kin.TAU_MASS, atol=2e-3)
+    np.testing.assert_allclose(d1 + d2, parent, atol=1e-8)
+
+
+def test_michel_spectrum_moments():
+    # density 2 x^2 (3 - 2x): E[x] = 7/10, E[x^2] = 8/15
+    x = kin.michel_fraction(np.random.default_rng(1), 400_000)
+    assert x.mean() == pytest.approx(0.7, abs=2e-3)
+    assert (x**2).mean() == pytest.approx(8 / 15, abs=2e-3)
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_truth_is_transverse_momentum_balanced(name):
+    """visible + invisible + partons + soft recoil = 0: what makes MET physical."""
+    cfg = cal.default_processes()[name]
+    truth = processes.generate_truth(name, np.random.default_rng(3), 20000, cfg)
+    n = truth.lep.shape[1]
+    for axis, trig in ((0, np.cos), (1, np.sin)):
+        total = truth.lep[1 + axis] + truth.had[1 + axis] + truth.invisible[axis] + truth.soft[axis]
+        total += kin.segment_sum(truth.partons.pt * trig(truth.partons.phi), truth.partons.event, n)
+        np.testing.assert_allclose(total, 0.0, atol=1e-3)
+
+
+def test_higgs_peak_without_detector_effects():
+    """Perfect detector: visible mass + neutrinos cannot exceed the Higgs mass; the
+    collinear mass peaks at 125 GeV."""
+    cfg = cal.default_processes()["htautau"]
+    truth = processes.generate_truth("htautau", np.random.default_rng(4), 20000, cfg)
+    vis = truth.lep + truth.had
+    m_vis = np.sqrt(np.maximum(vis[0] ** 2 - (vis[1:] ** 2).sum(0), 0))
+    assert m_vis.max() < cal.HIGGS_MASS + 0.1
+    assert 0.5 * cal.HIGGS_MASS < np.median(m_vis) < 0.8 * cal.HIGGS_MASS
+
+
+@pytest.mark.parametrize("process", ["ztautau", "htautau"])
+def test_key_features_match_reference(process, sample, reference):
+    """No key feature rejected at 1% by a two-sample KS test against the real events."""
+    sim = validation.simulated_samples(sample)[process]
+    table = validation.ks_table(sim, reference[process], validation.KEY_FEATURES)
+    rejected = {k: v for k, v in table.items() if v["p"] < 0.01}
+    assert not rejected, f"{process}: KS rejects {rejected}"
+
+
+def test_signal_background_separation_like_real_data(sample, reference):
+    sim = validation.simulated_samples(sample)
+    a_sim = validation.auc(sim["htautau"]["DER_mass_vis"], sim["ztautau"]["DER_mass_vis"])
+    a_ref = validation.auc(reference["htautau"]["DER_mass_vis"], reference["ztautau"]["DER_mass_vis"])
+    # reference: 222 vs 309 events, AUC standard error ~0.025
+    assert abs(a_sim - a_ref) < 0.075
+
+
+@pytest.mark.parametrize("point", [{"tes": 0.97}, {"tes": 1.03}])
+def test_threshold_losses_like_real_data(point, sample, reference):
+    sim = validation.simulated_samples(sample)["ztautau"]
+    a = validation.systematic_response(sim, point)
+    b = validation.systematic_response(reference["ztautau"], point)
+    assert abs(a["kept_ratio"] - b["kept_ratio"]) < 0.03
+    assert abs(a["kept_nominal"] - b["kept_nominal"]) < 0.05
+
+
+def test_simulate_to_parquet_streams_chunks(tmp_path):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "sim.parquet"
+    counts = {"htautau": 500, "ztautau": 1500}
+    written = sim_plugin.simulate_to_parquet(path, counts, seed=2, chunk_size=400)
+    assert written == 2000
+    table = pq.read_table(path)
+    assert table.num_rows == 2000
+    labels = np.asarray(table.column("detailed_labels").to_pylist()).astype(str)
+    assert (labels == "htautau").sum() == 500
+    direct = Simulator().generate(counts, seed=2)
+    np.testing.assert_allclose(table.column("PRI_met").to_numpy(), direct["PRI_met"])

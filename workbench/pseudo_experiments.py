@@ -1,0 +1,109 @@
+"""Pseudo-experiments: Poisson resampling of a labelled event pool, then systematics.
+
+Protocol of the challenge's evaluation (see DESIGN.md): every pool event gets a
+count ``k ~ Poisson(norm_process * weight)`` with ``norm`` = ``mu`` (htautau),
+``bkg_scale`` (ztautau), ``ttbar_scale * bkg_scale`` (ttbar) and
+``diboson_scale * bkg_scale`` (diboson); rows are repeated ``k`` times and shuffled;
+then ``tes``/``jes``/``soft_met`` are applied with thresholds.  The weight scales
+are *not* applied again: they already went into the Poisson means.  The result is
+labelled (truth kept for diagnostics) with unit weights; strip the truth with
+``Events.without_truth()`` before handing it to an inference strategy.
+
+Randomness: one ``np.random.Generator(PCG64(seed))`` drives the counts, the shuffle
+and the seed of the soft-MET smearing, so a seed fixes the whole pseudo-experiment.
+(The reference's ``generate_pseudo_exp_data`` smears every pseudo-experiment with
+the same default seed 31415; here each seed gets its own smearing.)
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+
+from .events import PROCESS, WEIGHTS, Events, SchemaError
+from .nuisance import NP_NAMES, NuisanceParameters, draw_nuisances
+from .schema import FEATURES, PRIMARY, PROCESSES, SIGNAL
+from .systematics import (
+    _as_nps,
+    nominal_weight_scales,
+    systematics_columns,
+    weight_scale_factors,
+)
+
+
+def process_norms(mu: float, nps: NuisanceParameters) -> np.ndarray:
+    """Poisson-mean multipliers per process code: the weight scales with ``mu`` for signal."""
+    if not np.isfinite(mu) or mu < 0:
+        raise ValueError(f"signal strength mu={mu!r} must be finite and >= 0")
+    norms = weight_scale_factors(nps)
+    norms[PROCESSES.index(SIGNAL)] = float(mu)
+    return norms
+
+
+def sample_counts(
+    pool: Events, mu: float, nps: NuisanceParameters, rng: np.random.Generator
+) -> np.ndarray:
+    """Per-pool-event Poisson counts (int64) for one pseudo-experiment."""
+    if not pool.is_labelled:
+        raise SchemaError(
+            f"the pseudo-experiment pool needs the '{PROCESS}' column (detailed_labels) "
+            "to normalise each process; got an unlabelled sample"
+        )
+    lam = process_norms(mu, _as_nps(nps))[pool.process.astype(np.intp)] * pool.weights
+    return rng.poisson(lam)
+
+
+def sample_pseudo_experiment(
+    pool: Events, mu: float, nps: NuisanceParameters, seed: int
+) -> Events:
+    """One pseudo-experiment from ``pool`` at signal strength ``mu`` and NPs ``nps``.
+
+    Returns a labelled sample with unit weights (see the module docstring).
+    """
+    nps = _as_nps(nps)
+    rng = np.random.default_rng(seed)
+    counts = sample_counts(pool, mu, nps, rng)
+    rows = np.repeat(np.arange(len(pool), dtype=np.int64), counts)
+    rng.shuffle(rows)
+    smear_seed = int(rng.integers(0, 2**32, dtype=np.uint64))
+
+    # Only primaries are gathered: the DER_ features are recomputed anyway.
+    primaries = {name: pool[name][rows] for name in PRIMARY}
+    features, keep = systematics_columns(
+        primaries, nominal_weight_scales(nps), smear_seed, thresholds=True
+    )
+    if keep is not None:
+        rows = rows[keep]
+    out: dict[str, np.ndarray] = dict(features)
+    for name in pool.fields:
+        if name in FEATURES:
+            continue
+        if name == WEIGHTS:
+            out[WEIGHTS] = np.ones(len(rows), dtype=np.float64)
+        else:
+            out[name] = pool[name][rows]
+    return Events(ak.Array(out))
+
+
+def draw_pseudo_experiment(
+    pool: Events,
+    mu: float,
+    seed: int,
+    randomise: tuple[str, ...] = NP_NAMES,
+) -> tuple[Events, NuisanceParameters]:
+    """Draw the NPs as the reference does, then sample the pseudo-experiment.
+
+    The NPs come from ``np.random.RandomState(seed)`` in the order tes, jes,
+    soft_met, ttbar, diboson, bkg (see :func:`workbench.nuisance.draw_nuisances`;
+    NPs not in ``randomise`` stay nominal and consume no draw).
+    """
+    nps = draw_nuisances(np.random.RandomState(seed), tuple(randomise))
+    return sample_pseudo_experiment(pool, mu, nps, seed), nps
+
+
+__all__ = [
+    "draw_pseudo_experiment",
+    "process_norms",
+    "sample_counts",
+    "sample_pseudo_experiment",
+]
