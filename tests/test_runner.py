@@ -100,8 +100,9 @@ def registry():
     return build_registry(extra_plugins={"toy": toy})
 
 
-def test_counting_interval_covers(tmp_path, registry):
-    spec = _spec(tmp_path)
+@pytest.mark.parametrize("sampling", ["pool", "generator"])
+def test_counting_interval_covers(tmp_path, registry, sampling):
+    spec = _spec(tmp_path, sampling=sampling)
     result = run(spec, registry)
     s = result.summary
     assert s["n_pseudo_experiments"] == 200 and s["n_failed"] == 0

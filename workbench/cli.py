@@ -43,6 +43,20 @@ def cmd_run(args) -> int:
     return 1 if s.get("n_failed") else 0
 
 
+def cmd_diagnose(args) -> int:
+    from .runner import run_diagnostics
+    from .spec import load_spec
+
+    spec = load_spec(args.spec, _parse_set(args.set))
+    reports = run_diagnostics(spec, output=args.output, only=args.diagnostic)
+    out = args.output or spec.output.directory
+    for name, report in reports.items():
+        summary = report.get("summary", report) if isinstance(report, dict) else report
+        print(f"[{name}] " + json.dumps(summary, default=str)[:2000])
+    print(f"reports written to {out}/diagnostics/")
+    return 0
+
+
 def cmd_score(args) -> int:
     from .scoring import score
 
@@ -138,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint in the output folder")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("diagnose", help="run a spec's diagnostics (or --diagnostic NAME)")
+    p.add_argument("spec")
+    p.add_argument("-o", "--output", help="output folder (default: the spec's output.directory)")
+    p.add_argument("--diagnostic", action="append", metavar="NAME",
+                   help="run only this diagnostic (repeatable); may name one not in the spec")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key")
+    p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("score", help="score a results.json")
     p.add_argument("results")

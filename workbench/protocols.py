@@ -132,6 +132,23 @@ class IntervalStrategy(Protocol):
     def predict(self, events: Events) -> IntervalResult: ...
 
 
+@dataclass
+class DiagnosticContext:
+    """What a diagnostic gets: the validated spec, the registry (to build and
+    retrain strategies), the trained pipeline of the spec, and the pool and
+    helpers to draw pseudo-experiments.  ``pipeline`` has ``data``
+    (TrainingData), ``pool``, ``classifier``, ``templates``, ``interval``.
+    """
+
+    spec: Any
+    registry: Any
+    pipeline: Any
+    output: Any
+    seed: int
+
+
 @runtime_checkable
 class Diagnostic(Protocol):
-    def run(self, context: Any) -> dict[str, Any]: ...
+    """A study run on top of a trained pipeline; returns a JSON-able report."""
+
+    def run(self, context: DiagnosticContext) -> dict[str, Any]: ...

@@ -39,6 +39,10 @@ class Pipeline:
     templates: Templates | None
     interval: IntervalStrategy
     timings: dict[str, float] = field(default_factory=dict)
+    generator: Any = None
+    """Set when PEs are generated fresh (``pseudo_experiments.sampling = "generator"``)."""
+    expected: dict[str, float] = field(default_factory=dict)
+    """Expected events per process in one PE (the holdout's weight sums)."""
 
 
 @dataclass
@@ -157,7 +161,11 @@ def train(spec: Spec, registry: Registry | None = None, samples: dict[str, Event
     t0 = time.perf_counter()
     interval.fit(data, classifier, templates)
     timings["interval_fit"] = time.perf_counter() - t0
-    return Pipeline(data, samples["test_pool"], classifier, templates, interval, timings)
+    fresh = None
+    if spec.pseudo_experiments.sampling == "generator":
+        fresh = registry.create("generator", spec.data.generator.name, spec.data.generator.params)
+    return Pipeline(data, samples["test_pool"], classifier, templates, interval, timings,
+                    generator=fresh, expected=holdout.sum_weights(by_process=True))
 
 
 def pe_plan(spec: Spec) -> list[dict[str, Any]]:
@@ -181,7 +189,13 @@ def evaluate(pipeline: Pipeline, task: dict[str, Any]) -> tuple[dict[str, Any], 
     _, sample_pseudo_experiment = _import_core()
     nps = NuisanceParameters.from_dict(task["nuisances_true"])
     t0 = time.perf_counter()
-    pe = sample_pseudo_experiment(pipeline.pool, task["mu_true"], nps, task["seed"])
+    if pipeline.generator is not None:
+        from .pseudo_experiments import fresh_pseudo_experiment
+
+        pe = fresh_pseudo_experiment(pipeline.generator, pipeline.expected, task["mu_true"],
+                                     nps, task["seed"])
+    else:
+        pe = sample_pseudo_experiment(pipeline.pool, task["mu_true"], nps, task["seed"])
     t1 = time.perf_counter()
     result: IntervalResult = pipeline.interval.predict(pe.without_truth())
     t2 = time.perf_counter()
@@ -353,3 +367,49 @@ def run(spec: Spec, registry: Registry | None = None, output: str | Path | None 
 
         plot_run(result.records, outdir, confidence_level=spec.scoring.confidence_level)
     return result
+
+
+def run_diagnostics(spec: Spec, registry: Registry | None = None,
+                    output: str | Path | None = None, only: list[str] | None = None,
+                    pipeline: Pipeline | None = None) -> dict[str, Any]:
+    """Train the spec's pipeline once and run its ``[[diagnostics]]`` (or ``only``).
+
+    Each report is written to ``<output>/diagnostics/<name>.json`` as soon as it
+    is done, so a failing diagnostic does not lose the earlier ones.
+    """
+    from .protocols import DiagnosticContext
+
+    registry = registry or get_registry()
+    outdir = Path(output or spec.output.directory)
+    chosen = list(spec.diagnostics)
+    if only:
+        names = {d.name for d in chosen}
+        for name in only:
+            if name not in names:
+                chosen.append(_strategy_spec(name))
+        chosen = [d for d in chosen if d.name in only]
+    if not chosen:
+        raise PluginError(
+            f"no diagnostics to run: add [[diagnostics]] to the spec or name one; installed: "
+            f"{', '.join(registry.names('diagnostic')) or '(none)'}"
+        )
+    diagnostics = [(d.name, registry.create("diagnostic", d.name, d.params)) for d in chosen]
+    pipeline = pipeline or train(spec, registry)
+    reports: dict[str, Any] = {}
+    for name, diagnostic in diagnostics:
+        ctx = DiagnosticContext(spec=spec, registry=registry, pipeline=pipeline,
+                                output=outdir / "diagnostics",
+                                seed=derive_seed(spec.seed, "diagnostic", name))
+        t0 = time.perf_counter()
+        report = diagnostic.run(ctx)
+        reports[name] = report
+        write_json(outdir / "diagnostics" / f"{name}.json", report)
+        write_json(outdir / "diagnostics" / f"{name}.timing.json",
+                   {"seconds": time.perf_counter() - t0})
+    return reports
+
+
+def _strategy_spec(name: str):
+    from .spec import StrategySpec
+
+    return StrategySpec(name)

@@ -42,6 +42,9 @@ class PseudoExperimentSpec:
     mu_range: tuple[float, float] = (0.1, 3.0)
     randomise: tuple[str, ...] = NP_NAMES
     fixed: dict[str, float] = field(default_factory=dict)
+    sampling: str = "pool"
+    """``pool``: Poisson-resample the test pool (the challenge protocol);
+    ``generator``: fresh events from the generator for every PE."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Spec:
     scoring: ScoringSpec
     output: OutputSpec
     execution: ExecutionSpec = field(default_factory=ExecutionSpec)
+    diagnostics: tuple[StrategySpec, ...] = ()
     source: str | None = None
 
     @property
@@ -109,7 +113,7 @@ class Spec:
 
 TOP_KEYS = {
     "name", "seed", "data", "pseudo_experiments", "classifier", "template",
-    "interval", "priors", "scoring", "output", "execution",
+    "interval", "priors", "scoring", "output", "execution", "diagnostics",
 }
 
 
@@ -191,7 +195,8 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
     )
 
     p = _get(raw, "pseudo_experiments", dict, "", {})
-    _check_keys(p, {"trials", "per_trial", "mu_range", "randomise", "fixed"}, "pseudo_experiments")
+    _check_keys(p, {"trials", "per_trial", "mu_range", "randomise", "fixed", "sampling"},
+                "pseudo_experiments")
     where = "pseudo_experiments"
     mu_range = _get(p, "mu_range", list, where, [0.1, 3.0])
     if len(mu_range) != 2 or not all(isinstance(v, (int, float)) for v in mu_range) or not (
@@ -219,6 +224,8 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
         mu_range=(float(mu_range[0]), float(mu_range[1])),
         randomise=tuple(n for n in NP_NAMES if n in randomise),
         fixed={k: float(v) for k, v in fixed.items()},
+        sampling=_get(p, "sampling", str, where, "pool",
+                      check=lambda v: "must be 'pool' or 'generator'" if v not in ("pool", "generator") else None),
     )
 
     priors = dict(PRIORS)
@@ -267,6 +274,8 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
         workers=_get(e, "workers", int, "execution", 0, check=lambda v: "must be >= 0" if v < 0 else None),
         scheduler=_get(e, "scheduler", str, "execution", None),
     )
+    diags = _get(raw, "diagnostics", list, "", [])
+    diagnostics = tuple(_strategy(d, f"diagnostics[{i}]") for i, d in enumerate(diags))
     return Spec(
         name=name,
         seed=seed,
@@ -279,6 +288,7 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
         scoring=scoring,
         output=output,
         execution=execution,
+        diagnostics=diagnostics,
         source=source,
     )
 
