@@ -133,9 +133,9 @@ class CompiledModel:
         self.hs_A = 0.0625 * (up - dn)
         # normsys entries e = (row, parameter) with code1 logs and code4 coefficients.
         self.ns_index = np.array([cfg.par_slice(n).start for n in norms], dtype=int)
-        for r, k, h, l in ns_entries:
-            if h <= 0 or l <= 0:
-                raise UnsupportedModel(f"normsys {rows[r]} has hi={h}, lo={l} (must be > 0)")
+        for r, k, hi, lo in ns_entries:
+            if hi <= 0 or lo <= 0:
+                raise UnsupportedModel(f"normsys {rows[r]} has hi={hi}, lo={lo} (must be > 0)")
         self.ns_row = np.array([e[0] for e in ns_entries], dtype=int)
         self.ns_par = np.array([cfg.par_slice(list(norms)[e[1]]).start for e in ns_entries],
                                dtype=int)

@@ -32,7 +32,7 @@ def cmd_run(args) -> int:
     from .spec import load_spec
 
     spec = load_spec(args.spec, _parse_set(args.set))
-    result = run(spec, output=args.output, progress=not args.no_progress,
+    result = run(spec, output=args.output, progress=False if args.no_progress else None,
                  executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                  resume=args.resume)
     s = result.summary

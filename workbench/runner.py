@@ -366,6 +366,9 @@ def run(spec: Spec, registry: Registry | None = None, output: str | Path | None 
         from .plots import plot_run
 
         plot_run(result.records, outdir, confidence_level=spec.scoring.confidence_level)
+        from .report import build_report
+
+        build_report(outdir)
     return result
 
 
