@@ -91,7 +91,7 @@ def cmd_simulate(args) -> int:
 
         chunks = (gen.iter_chunks(counts, args.seed, args.chunk_size)
                   if hasattr(gen, "iter_chunks") else [gen.generate(counts, args.seed)])
-        with ParquetEventWriter(out) as writer:
+        with ParquetEventWriter(out, row_group_size=args.chunk_size) as writer:
             for chunk in chunks:
                 writer.write(chunk)
     print(f"wrote {sum(max(c, 0) for c in counts.values())} events to {out}")
@@ -171,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generator", default="simulator")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="generator parameter")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--chunk-size", type=int, default=500_000)
+    p.add_argument("--chunk-size", type=int, default=500_000,
+                   help="events generated and written per parquet row group")
     for proc, default in (("htautau", 10_000), ("ztautau", 100_000), ("ttbar", 10_000), ("diboson", 2_000)):
         p.add_argument(f"--{proc}", type=int, default=default, help=f"{proc} events (default {default})")
     p.set_defaults(func=cmd_simulate)
