@@ -182,3 +182,29 @@ def test_simulate_to_parquet_streams_chunks(tmp_path):
     assert (labels == "htautau").sum() == 500
     direct = Simulator().generate(counts, seed=2)
     np.testing.assert_allclose(table.column("PRI_met").to_numpy(), direct["PRI_met"])
+
+
+def test_lepton_fraction_and_conditional_michel():
+    """z = x (1 + cos)/2 has mean 7/10 * 1/2; x drawn given z must give back the
+    Michel moments (E[x] = 7/10, E[x^2] = 8/15) and a uniform cos."""
+    rng = np.random.default_rng(5)
+    z = kin.lepton_z(rng.random(400_000, dtype=np.float32)).astype(np.float64)
+    assert z.mean() == pytest.approx(0.35, abs=2e-3)
+    x = kin.michel_given_z(z, rng.random(z.size))
+    assert x.mean() == pytest.approx(0.7, abs=2e-3)
+    assert (x**2).mean() == pytest.approx(8 / 15, abs=2e-3)
+    cos = 2 * z / x - 1
+    assert cos.mean() == pytest.approx(0.0, abs=5e-3) and (cos**2).mean() == pytest.approx(1 / 3, abs=5e-3)
+
+
+def test_early_rejection_bounds_are_conservative():
+    """The truth-level bounds let through everything that can pass at 6 sigma of
+    the smearing: a lepton/tau just at the bound reaches the cut with a 6-sigma
+    upward fluctuation."""
+    from workbench_builtins.simulator import detector
+
+    det = cal.Detector()
+    pre = processes.preselection(det)
+    assert detector.lepton_response(np.array([pre.lep_pt]), np.array([6.0]), det)[0] <= cal.LEP_PT_MIN + 1e-9
+    assert detector.had_response(np.array([pre.had_pt]), np.array([6.0]), det)[1][0] <= cal.HAD_PT_MIN
+    assert pre.lep_eta > cal.LEP_ETA_MAX and pre.had_eta > cal.HAD_ETA_MAX

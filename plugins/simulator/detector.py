@@ -10,25 +10,45 @@ exactly balanced, a perfect detector reproduces the neutrinos' pT as MET.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from . import calibration as cal
 from . import kinematics as kin
-from .processes import Truth
 from workbench.schema import PRIMARY, UNDEFINED
 
+if TYPE_CHECKING:
+    from .processes import Truth
 
-def _smear(rng, pt, rel_sigma):
-    return pt * np.maximum(1.0 + rel_sigma * rng.standard_normal(pt.shape), 0.05)
+
+def _smear(rng, pt, rel_sigma, gauss=None):
+    if gauss is None:
+        gauss = rng.standard_normal(pt.shape)
+    return pt * np.maximum(1.0 + rel_sigma * gauss, 0.05)
+
+
+def lepton_response(true_pt, gauss, det: cal.Detector):
+    """Measured lepton pT for standard-normal draws ``gauss``."""
+    return _smear(None, true_pt, det.lep_resolution, gauss)
+
+
+def had_response(true_pt, gauss, det: cal.Detector):
+    """Raw (uncalibrated) and calibrated tau_h pT for standard-normal draws ``gauss``."""
+    sigma = np.sqrt(det.had_stochastic**2 / np.maximum(true_pt, 1.0) + det.had_resolution**2)
+    raw = _smear(None, true_pt, sigma, gauss)
+    return raw, det.had_scale * raw
 
 
 def select_visible(rng, truth: Truth, det: cal.Detector):
-    """Smeared lepton and tau pT and the mask of events passing their selection."""
-    lep_pt = _smear(rng, kin.pt(truth.lep), det.lep_resolution)
-    had_true = kin.pt(truth.had)
-    had_sigma = np.sqrt(det.had_stochastic**2 / np.maximum(had_true, 1.0) + det.had_resolution**2)
-    had_raw = _smear(rng, had_true, had_sigma)
-    had_pt = det.had_scale * had_raw
+    """Smeared lepton and tau pT and the mask of events passing their selection.
+
+    The smearing Gaussians come from the truth when its generator drew them
+    already (to select early), else from ``rng``."""
+    g_lep = truth.lep_gauss if truth.lep_gauss is not None else rng.standard_normal(truth.lep.shape[1])
+    lep_pt = lepton_response(kin.pt(truth.lep), g_lep, det)
+    g_had = truth.had_gauss if truth.had_gauss is not None else rng.standard_normal(truth.had.shape[1])
+    had_raw, had_pt = had_response(kin.pt(truth.had), g_had, det)
     lep_eta, had_eta = kin.eta(truth.lep), kin.eta(truth.had)
     ok = (
         (lep_pt > cal.LEP_PT_MIN)

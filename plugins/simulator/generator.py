@@ -59,7 +59,8 @@ class Simulator:
         code = process_code(process)
         ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(code, int(index)))
         rng = np.random.default_rng(ss)
-        truth = generate_truth(process, rng, self.batch_size, self.configs[process])
+        truth = generate_truth(process, rng, self.batch_size, self.configs[process],
+                               self.detector)
         return reconstruct(rng, truth, self.detector)
 
     def stream(self, process: str, seed: int, count: int, chunk_size: int) -> Iterator[dict]:

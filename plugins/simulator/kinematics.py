@@ -23,7 +23,9 @@ def from_pt_eta_phi_m(pt, eta, phi, m) -> np.ndarray:
 def from_mt_rapidity(px, py, y, m) -> np.ndarray:
     """A system of mass ``m`` with transverse momentum (px, py) and rapidity y."""
     mt = np.sqrt(m * m + px * px + py * py)
-    return np.stack([mt * np.cosh(y), px, py, mt * np.sinh(y)])
+    out = np.empty((4, np.shape(px)[0]))
+    out[0], out[1], out[2], out[3] = mt * np.cosh(y), px, py, mt * np.sinh(y)
+    return out
 
 
 def pt(p: np.ndarray) -> np.ndarray:
@@ -44,11 +46,17 @@ def boost(p: np.ndarray, parent: np.ndarray, parent_mass) -> np.ndarray:
     Uses gamma^2/(gamma+1) instead of (gamma-1)/beta^2 so that slow parents are
     numerically safe.
     """
+    inv_e = 1.0 / parent[0]
     gamma = parent[0] / parent_mass
-    bx, by, bz = parent[1] / parent[0], parent[2] / parent[0], parent[3] / parent[0]
+    bx, by, bz = parent[1] * inv_e, parent[2] * inv_e, parent[3] * inv_e
     bp = bx * p[1] + by * p[2] + bz * p[3]
     k = gamma * gamma / (gamma + 1.0) * bp + gamma * p[0]
-    return np.stack([gamma * (p[0] + bp), p[1] + k * bx, p[2] + k * by, p[3] + k * bz])
+    out = np.empty_like(p)
+    np.multiply(gamma, p[0] + bp, out=out[0])
+    np.add(p[1], k * bx, out=out[1])
+    np.add(p[2], k * by, out=out[2])
+    np.add(p[3], k * bz, out=out[3])
+    return out
 
 
 def cos_sin(angle):
@@ -111,7 +119,41 @@ def two_body_decay(rng, parent, parent_mass, m1, m2, cos_theta=None, along_fligh
         d = directions_about(parent[1:], rng, cos_theta) * pstar
     else:
         d = isotropic_directions(rng, n, cos_theta) * pstar
-    d1 = boost(np.concatenate([e1[None], d]), parent, mm)
+    rest = np.empty((4, n))
+    rest[0], rest[1:] = e1, d
+    d1 = boost(rest, parent, mm)
+    return d1, parent - d1
+
+
+def decay_along_flight(rng, parent, parent_mass, m1, m2, cos_theta):
+    """Two-body decay with daughter 1 at ``cos_theta`` to the parent's flight
+    direction at rest (uniform azimuth), written directly in the lab: the
+    momentum along the flight is boosted, the transverse one is unchanged.
+    Cheaper than rotating and boosting (no cross products).  Returns both
+    daughters' four-vectors; daughter 2 = parent - daughter 1."""
+    mm = np.asarray(parent_mass, dtype=np.float64)
+    m1 = np.asarray(m1, dtype=np.float64)
+    m2 = np.asarray(m2, dtype=np.float64)
+    s = mm * mm
+    pstar = np.sqrt(np.maximum((s - (m1 + m2) ** 2) * (s - (m1 - m2) ** 2), 0.0)) / (2.0 * mm)
+    e1 = (s + m1 * m1 - m2 * m2) / (2.0 * mm)
+    p = np.sqrt(parent[1] ** 2 + parent[2] ** 2 + parent[3] ** 2)
+    gamma, bg = parent[0] / mm, p / mm
+    inv = 1.0 / np.maximum(p, 1e-300)
+    ux, uy, uz = parent[1] * inv, parent[2] * inv, parent[3] * inv
+    # orthonormal basis (v, w) perpendicular to u (Duff et al. 2017, branch-free)
+    sign = np.where(uz >= 0.0, 1.0, -1.0)
+    a = -1.0 / (sign + uz)
+    b = ux * uy * a
+    c, sn = cos_sin(uniform_phi(rng, parent.shape[1]))
+    along = gamma * pstar * cos_theta + bg * e1
+    perp = pstar * np.sqrt(np.maximum(1.0 - cos_theta * cos_theta, 0.0))
+    pc, ps = perp * c, perp * sn
+    d1 = np.empty_like(parent)
+    d1[0] = gamma * e1 + bg * pstar * cos_theta
+    d1[1] = along * ux + pc * (1.0 + sign * ux * ux * a) + ps * b
+    d1[2] = along * uy + pc * (sign * b) + ps * (sign + uy * uy * a)
+    d1[3] = along * uz - pc * (sign * ux) - ps * uy
     return d1, parent - d1
 
 
@@ -148,6 +190,40 @@ def michel_fraction(rng, n) -> np.ndarray:
     return lo + (_MICHEL_X[np.minimum(i + 1, _MICHEL_X.size - 1)] - lo) * (t - i)
 
 
+def _lepton_z_table(size: int = 4097):
+    """Inverse CDF of the collinear lepton momentum fraction z = x (1 + cos) / 2 of
+    tau -> l nu nu: x ~ 2 x^2 (3 - 2x), cos uniform give the density
+    5/3 - 3 z^2 + 4/3 z^3 on [0, 1] (CDF 5z/3 - z^3 + z^4/3)."""
+    z = np.linspace(0.0, 1.0, 200001)
+    cdf = 5.0 * z / 3.0 - z**3 + z**4 / 3.0
+    return np.interp(np.linspace(0.0, 1.0, size), cdf, z).astype(np.float32)
+
+
+_LEPTON_Z = _lepton_z_table()
+
+
+def lepton_z(u) -> np.ndarray:
+    """Collinear lepton fraction z from uniforms ``u`` (tabulated inverse CDF, float32)."""
+    t = np.asarray(u, dtype=np.float32) * np.float32(_LEPTON_Z.size - 1)
+    i = t.astype(np.intp)
+    lo = _LEPTON_Z[i]
+    return lo + (_LEPTON_Z[np.minimum(i + 1, _LEPTON_Z.size - 1)] - lo) * (t - i)
+
+
+def michel_given_z(z, v, iterations: int = 6):
+    """Michel fraction x given the collinear fraction z (and a uniform ``v``): the
+    conditional density is proportional to x (3 - 2x) on [z, 1]; its CDF
+    (3x^2 - 4x^3/3 from z) is inverted by safeguarded Newton steps (float64)."""
+    z = np.asarray(z, dtype=np.float64)
+    g = lambda x: 3.0 * x * x - (4.0 / 3.0) * x**3  # noqa: E731
+    target = g(z) + np.asarray(v, dtype=np.float64) * (g(1.0) - g(z))
+    x = z + np.asarray(v, dtype=np.float64) * (1.0 - z)
+    for _ in range(iterations):
+        d = 2.0 * x * (3.0 - 2.0 * x)
+        x = np.clip(x - (g(x) - target) / np.maximum(d, 1e-12), z, 1.0)
+    return x
+
+
 def pareto(rng, n, xmin, alpha) -> np.ndarray:
     """Power-law spectrum dN/dx ~ x^-(alpha+1) above xmin (hard QCD emission pT)."""
     return xmin * rng.random(n) ** (-1.0 / alpha)
@@ -171,6 +247,26 @@ def negative_binomial_pmf(mean: float, shape: float, kmax: int = 40) -> np.ndarr
     if not np.isfinite(shape) or shape <= 0:
         return stats.poisson.pmf(k, mean)
     return stats.nbinom.pmf(k, shape, shape / (shape + mean))
+
+
+def guide_sampler(pmf: np.ndarray, cells: int = 4096):
+    """Inverse-CDF sampler of 0..len(pmf)-1 with a guide table (Chen & Asau):
+    the uniform's cell gives the smallest candidate, a few vectorised steps
+    finish -- exact like searchsorted, without its per-element binary search."""
+    cdf = np.cumsum(pmf, dtype=np.float64) / np.sum(pmf)
+    cdf[-1] = np.inf
+    guide = np.searchsorted(cdf, np.arange(cells) / cells, side="right")
+
+    def draw(u):
+        u = np.asarray(u, dtype=np.float64)
+        k = guide[(u * cells).astype(np.intp)]
+        while True:
+            step = u >= cdf[k]
+            if not step.any():
+                return k
+            k += step
+
+    return draw
 
 
 def segment_sum(values, index, n) -> np.ndarray:
