@@ -328,7 +328,43 @@ class ProfileLikelihood:
                 "profile-likelihood needs a template strategy (add [template] to the spec)"
             )
         cl = data.confidence_level if data is not None else 0.6827
+        custom = getattr(templates, "likelihood", None)
+        if callable(custom):  # templates with their own likelihood (e.g. "polynomial")
+            self.setup_likelihood(templates, custom(), confidence_level=cl)
+            return
         self.setup(templates, templates.workspace(None), confidence_level=cl)
+
+    def setup_likelihood(self, templates: Templates, likelihood,
+                         confidence_level: float = 0.6827):
+        """Prepare fits of a template strategy's own likelihood instead of a pyhf model.
+
+        ``likelihood`` provides ``par_names``, ``init``, ``bounds``, ``fixed``,
+        ``poi_index``, ``channels`` (observation order), ``nbins``, and
+        ``nll(p, n, n_const)`` / ``nll_grad(p, n)`` like :class:`CompiledModel`.
+        The interval (profiled q crossings) is computed exactly as for pyhf models.
+        """
+        from types import SimpleNamespace
+
+        self.templates = templates
+        self.spec = None
+        self.threshold = float(chi2.ppf(confidence_level, 1))
+        channels = list(likelihood.channels)
+        self.model = SimpleNamespace(config=SimpleNamespace(
+            nmaindata=int(likelihood.nbins), channels=channels))
+        self.poi_index = int(likelihood.poi_index)
+        self.par_names = list(likelihood.par_names)
+        self.init = np.array(likelihood.init, dtype=float)
+        self.bounds = [tuple(b) for b in likelihood.bounds]
+        if self.mu_bounds is not None:
+            self.bounds[self.poi_index] = self.mu_bounds
+        self.fixed = list(likelihood.fixed)
+        self.auxdata = np.zeros(0)
+        self.compiled = likelihood
+        self.engine_used = f"likelihood:{getattr(likelihood, 'name', type(likelihood).__name__)}"
+        self.engine_note = ""
+        self.report = [(name, i) for i, name in enumerate(self.par_names) if i != self.poi_index]
+        self.gammas = []
+        return self
 
     def setup(self, templates: Templates | None, spec: dict, confidence_level: float = 0.6827):
         """Prepare fits of the workspace ``spec`` (``templates`` fills PE observations)."""
@@ -423,7 +459,8 @@ class ProfileLikelihood:
                 f"profile-likelihood: got {counts.shape} counts, the model has "
                 f"{self.model.config.nmaindata} bins"
             )
-        objective = _Objective(self.engine_used, self.model, self.compiled, counts, self.auxdata)
+        engine = "fast" if self.compiled is not None else "pyhf"
+        objective = _Objective(engine, self.model, self.compiled, counts, self.auxdata)
         t0 = time.perf_counter()
         start = self.init
         for attempt in range(3):

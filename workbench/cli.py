@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="HTML file to write (default: RESULTS_DIR/report.html)")
     p.set_defaults(func=cmd_report)
 
+    from .export import build_export_parser
+
+    build_export_parser(sub)
+
     p = sub.add_parser("plugins", help="list installed plugins and their strategies")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plugins)
