@@ -47,11 +47,26 @@ _FLOOR = 1e-300
 _P_FLOOR = 1e-6
 
 
+def polynomial_variable(alpha, log_scale: float = 0.0):
+    """(x, dx/dalpha): x = alpha for Gaussian NPs; x = e^(sigma alpha) - 1 for lognormal
+    ones, so that soft_met's response, close to linear in soft_met^2, is a low-degree
+    polynomial of x instead of an exponential of alpha."""
+    if log_scale:
+        e = np.exp(log_scale * np.asarray(alpha, dtype=float))
+        return e - 1.0, log_scale * e
+    return np.asarray(alpha, dtype=float), np.ones_like(np.asarray(alpha, dtype=float))
+
+
 def _alpha_of(name: str, value: float, priors: Mapping) -> float:
     prior = priors[name]
     if prior.kind == "lognormal":
         return float((np.log(value) - prior.loc) / prior.scale)
     return float((value - prior.loc) / prior.scale)
+
+
+def _log_scale(name: str, priors: Mapping) -> float:
+    prior = priors[name]
+    return float(prior.scale) if prior.kind == "lognormal" else 0.0
 
 
 class PolynomialLikelihood:
@@ -67,12 +82,14 @@ class PolynomialLikelihood:
                  alpha_range: dict[str, tuple[float, float]],
                  scales: dict[str, tuple[np.ndarray, float, tuple[float, float]]],
                  rel_stat: np.ndarray | None, mu_bounds: tuple[float, float],
-                 signal_index: int) -> None:
+                 signal_index: int, log_scale: dict[str, float] | None = None) -> None:
         self.channels = channels
         self.T = np.asarray(nominal, dtype=float)  # (S, B)
         self.S, self.nbins = self.T.shape
         self.shape_names = list(coef)
         self.coef = [np.asarray(coef[k], dtype=float) for k in self.shape_names]  # (S, B, d)
+        # lognormal NPs: the polynomial variable is the physical shift e^(sigma alpha) - 1
+        self.log_scale = [float((log_scale or {}).get(k, 0.0)) for k in self.shape_names]
         self.scale_names = list(scales)
         self.scale_mask = [scales[m][0] for m in self.scale_names]  # (S,) bool
         self.scale_slope = [scales[m][1] for m in self.scale_names]
@@ -92,8 +109,9 @@ class PolynomialLikelihood:
         """(P, dP/dalpha) of shape NP ``k``: 1 + sum_j c_j alpha^j, floored positive."""
         c = self.coef[k]
         d = c.shape[-1]
-        powers = alpha ** np.arange(1, d + 1)
-        dpowers = np.arange(1, d + 1) * alpha ** np.arange(0, d)
+        x, dx = polynomial_variable(alpha, self.log_scale[k])
+        powers = x ** np.arange(1, d + 1)
+        dpowers = np.arange(1, d + 1) * x ** np.arange(0, d) * dx
         P = 1.0 + c @ powers
         dP = c @ dpowers
         low = P < _P_FLOOR
@@ -204,7 +222,8 @@ class PolynomialBinnedTemplates(BinnedTemplates):
         alpha_range = {k: (float(min(g)), float(max(g))) for k, g in self.grids.items()}
         return PolynomialLikelihood(
             channels=names, nominal=T, coef=self.coef, alpha_range=alpha_range, scales=scales,
-            rel_stat=rel, mu_bounds=self.mu_bounds, signal_index=PROCESSES.index(SIGNAL))
+            rel_stat=rel, mu_bounds=self.mu_bounds, signal_index=PROCESSES.index(SIGNAL),
+            log_scale={k: _log_scale(k, self.priors) for k in self.coef})
 
     def to_physical(self, parameter: str, value: float) -> float:
         """alpha -> NP value (exact scales: loc + alpha scale; soft_met = e^alpha)."""
@@ -271,7 +290,8 @@ class PolynomialTemplates(PyhfTemplates):
             safe = nom > 0
             ratio = np.where(safe, V / np.where(safe, nom, 1.0), 1.0) - 1.0
             d = min(self.degree, len(alphas) - 1)
-            A = np.array(alphas)[:, None] ** np.arange(1, d + 1)  # (G, d), no constant: P(0)=1
+            x, _ = polynomial_variable(np.array(alphas), _log_scale(name, data.priors))
+            A = x[:, None] ** np.arange(1, d + 1)  # (G, d), no constant: P(0)=1
             sol, *_ = np.linalg.lstsq(A, ratio.reshape(len(alphas), -1), rcond=None)
             coef[name] = sol.T.reshape(nom.shape[0], nom.shape[1], d)
             grids[name] = alphas
