@@ -86,6 +86,34 @@ class AtomicFile:
             self.discard()
 
 
+
+class AtomicWriter:
+    """Base of the chunked event writers: the target appears only on a clean close.
+
+    Subclasses set ``self._atomic`` (an :class:`AtomicFile`), implement ``close()``
+    and ``_close_handle()`` (close the open file handle, if any).
+    """
+
+    _atomic: AtomicFile
+
+    def _close_handle(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop everything written so far; the target path is left untouched."""
+        with contextlib.suppress(Exception):
+            self._close_handle()
+        self._atomic.discard()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
 # -- metadata JSON -------------------------------------------------------------
 @dataclass
 class DatasetMetadata:

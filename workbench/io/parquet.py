@@ -27,6 +27,7 @@ from ..schema import DERIVED, FEATURES, PRIMARY, PROCESSES, process_code
 from .metadata import (
     DATASET_COLUMNS,
     AtomicFile,
+    AtomicWriter,
     DataFileError,
     FileSchemaError,
     _Stats,
@@ -273,7 +274,7 @@ def _to_table(events: Events, schema: pa.Schema, target: Path) -> tuple[pa.Table
     return pa.Table.from_arrays(arrays, schema=schema), weights
 
 
-class ParquetEventWriter:
+class ParquetEventWriter(AtomicWriter):
     """Write Events chunk by chunk into one parquet file, atomically.
 
     >>> with ParquetEventWriter("out.parquet") as w:   # doctest: +SKIP
@@ -368,23 +369,9 @@ class ParquetEventWriter:
             write_metadata(self._stats.metadata(list(self._schema.names)), self.metadata_path)
         return self.path
 
-    def abort(self) -> None:
-        """Drop everything written so far; the target path is left untouched."""
+    def _close_handle(self) -> None:
         if self._writer is not None:
-            try:
-                self._writer.close()
-            except (pa.ArrowException, OSError):
-                pass
-        self._atomic.discard()
-
-    def __enter__(self) -> "ParquetEventWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+            self._writer.close()
 
 
 def write_parquet(

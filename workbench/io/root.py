@@ -23,6 +23,7 @@ from ..events import LABELS, PROCESS, WEIGHTS, Events, SchemaError
 from ..schema import DERIVED, FEATURES, PRIMARY, PROCESSES, process_code
 from .metadata import (
     AtomicFile,
+    AtomicWriter,
     DataFileError,
     FileSchemaError,
     _Stats,
@@ -57,7 +58,7 @@ COMPRESSION = {
 default at the same file size (ROOT reads it since 6.20)."""
 
 
-class RootEventWriter:
+class RootEventWriter(AtomicWriter):
     """Write Events chunk by chunk into a flat TTree, atomically (temp file + rename).
 
     Each ``write`` call becomes one basket per branch, so pass chunks of
@@ -131,22 +132,9 @@ class RootEventWriter:
             write_metadata(self._stats.metadata(list(self._types)), self.metadata_path)
         return self.path
 
-    def abort(self) -> None:
+    def _close_handle(self) -> None:
         if self._file is not None:
-            try:
-                self._file.close()
-            except Exception:  # noqa: BLE001
-                pass
-        self._atomic.discard()
-
-    def __enter__(self) -> "RootEventWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+            self._file.close()
 
 
 def write_root(
