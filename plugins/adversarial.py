@@ -57,7 +57,7 @@ import numpy as np
 from workbench import hookimpl
 from workbench.events import Events
 from workbench.nuisance import NuisanceParameters
-from workbench.schema import FEATURES, PRIMARY, UNDEFINED
+from workbench.schema import FEATURES, PRIMARY
 from workbench.systematics import systematics_columns
 
 SIGMAS = {
