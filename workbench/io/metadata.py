@@ -90,11 +90,25 @@ class AtomicFile:
 class AtomicWriter:
     """Base of the chunked event writers: the target appears only on a clean close.
 
-    Subclasses set ``self._atomic`` (an :class:`AtomicFile`), implement ``close()``
-    and ``_close_handle()`` (close the open file handle, if any).
+    Subclasses set ``self._atomic`` (an :class:`AtomicFile`) and ``self._stats``,
+    implement ``close()``, ``_start(labelled)``, ``_is_open()`` and
+    ``_close_handle()`` (close the open file handle, if any).
     """
 
     _atomic: AtomicFile
+    path: Path
+
+    def _prepare(self, events) -> None:
+        """Open on the first chunk; refuse writes after close and mixed labelling."""
+        if self._atomic.done:
+            raise DataFileError(f"writer for {self.path} is already closed")
+        if not self._is_open():
+            self._start(events.is_labelled)
+        elif events.is_labelled != self._stats.labelled:
+            raise SchemaError(
+                f"cannot write {self.path}: chunks mix labelled and unlabelled events "
+                f"(column {PROCESS!r} present in some chunks only)"
+            )
 
     def _close_handle(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

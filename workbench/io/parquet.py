@@ -324,16 +324,11 @@ class ParquetEventWriter(AtomicWriter):
         except (pa.ArrowException, OSError) as exc:
             raise DataFileError(f"cannot write {self.path}: {exc}") from None
 
+    def _is_open(self) -> bool:
+        return self._writer is not None
+
     def write(self, events: Events) -> None:
-        if self._atomic.done:
-            raise DataFileError(f"writer for {self.path} is already closed")
-        if self._writer is None:
-            self._start(events.is_labelled)
-        elif events.is_labelled != self._stats.labelled:
-            raise SchemaError(
-                f"cannot write {self.path}: chunks mix labelled and unlabelled events "
-                f"(column {PROCESS!r} present in some chunks only)"
-            )
+        self._prepare(events)
         table, weights = _to_table(events, self._schema, self.path)
         self._stats.add(events, weights)
         self._buffer.append(table)

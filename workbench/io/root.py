@@ -98,15 +98,11 @@ class RootEventWriter(AtomicWriter):
             self.abort()
             raise DataFileError(f"cannot write {self.path}: {exc}") from None
 
+    def _is_open(self) -> bool:
+        return self._file is not None
+
     def write(self, events: Events) -> None:
-        if self._atomic.done:
-            raise DataFileError(f"writer for {self.path} is already closed")
-        if self._file is None:
-            self._start(events.is_labelled)
-        elif events.is_labelled != self._stats.labelled:
-            raise SchemaError(
-                f"cannot write {self.path}: chunks mix labelled and unlabelled events"
-            )
+        self._prepare(events)
         missing = [f for f in FEATURES if f not in events]
         if missing:
             raise SchemaError(f"cannot write {self.path}: missing column(s) {', '.join(missing)}")
