@@ -29,6 +29,7 @@ from workbench.report import ReportError, build_report, fmt
 from workbench.runner import run, write_json
 from workbench.scoring import score
 from workbench.spec import parse_spec
+from test_runner import Counting  # the closed-form counting toy, shared
 
 
 # -- a synthetic results folder with known content ------------------------------------
@@ -200,14 +201,8 @@ def test_missing_results_file_is_a_clear_error(tmp_path, capsys):
 
 
 # -- a real run through the runner and the CLI ------------------------------------
-class NoisyCounting:
+class NoisyCounting(Counting):
     """Counts every event; reports a background-normalisation 'pull' for the pull plot."""
-
-    def fit(self, data, classifier, templates):
-        nominal = data.apply_systematics(data.holdout, data.fixed, 1)
-        sums = nominal.sum_weights(by_process=True)
-        self.s = sums["htautau"]
-        self.b = sum(v for k, v in sums.items() if k != "htautau")
 
     def predict(self, events):
         n = len(events)
