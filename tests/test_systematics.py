@@ -375,12 +375,10 @@ def test_parity_across_blocks():
     assert all(np.any((dropped >= lo) & (dropped < lo + BLOCK)) for lo in (0, BLOCK, 2 * BLOCK))
     check_survivors(events, ours, ref)
     assert feature_mismatches(ours, ref) == {}
-    # DER_ columns are those of the output primaries (the engine, like the reference,
-    # uses the rounded float64 values; the float32-stored angles differ by < 1.2e-7,
-    # which moves e.g. a transverse mass by up to sqrt(met pT_lep) x 1.2e-7)
+    # the DER_ columns are exactly those of the output primaries
     der = compute_derived({k: ours[k] for k in PRIMARY})
     for name in DERIVED:
-        np.testing.assert_allclose(ours[name], der[name], rtol=1e-5, atol=1e-4, err_msg=name)
+        np.testing.assert_array_equal(ours[name], der[name], err_msg=name)
 
 
 def test_float64_and_float32_inputs_agree(generated_events):
@@ -398,14 +396,25 @@ def test_float64_and_float32_inputs_agree(generated_events):
 
 
 def test_fast_rounding_is_float32_identical_to_np_round():
-    """rint(1000 x) * 0.001 and np.round(x, 3) agree once stored as float32."""
+    """rint(1000 x) * 0.001 (the kernel's and the MET azimuth's rounding) and
+    np.round(x, 3) agree once stored as float32, and decide the cuts alike."""
+    from workbench.shifts import HAD_PT_MIN, JET_PT_MIN, LEP_PT_MIN, round3_fast_array
     from workbench.systematics import _round_for_output
 
     k = np.arange(-4_000_000, 4_000_001, dtype=np.float64)
     x = k / 1000.0 + np.random.default_rng(1).uniform(-0.0005, 0.0005, k.size)
-    fast = x.copy()
-    _round_for_output(fast)
-    np.testing.assert_array_equal(fast.astype(np.float32), np.round(x, 3).astype(np.float32))
+    exact = np.round(x, 3)
+    fast = round3_fast_array(x)
+    np.testing.assert_array_equal(fast.astype(np.float32), exact.astype(np.float32))
+    vectorised = x.copy()
+    _round_for_output(vectorised)
+    np.testing.assert_array_equal(vectorised, fast)
+    # ties at the thresholds: halves of the last decimal around 20 and 26 GeV
+    edges = np.concatenate([t + np.arange(-20, 21) * 0.0005 for t in (LEP_PT_MIN, HAD_PT_MIN)])
+    edges = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf)])
+    for cut in (LEP_PT_MIN, HAD_PT_MIN, JET_PT_MIN):
+        np.testing.assert_array_equal(round3_fast_array(edges) >= cut, np.round(edges, 3) >= cut)
+        np.testing.assert_array_equal(round3_fast_array(edges) <= cut, np.round(edges, 3) <= cut)
 
 
 def test_weight_scales_follow_the_survivors(generated_events):

@@ -32,12 +32,14 @@ are bit-identical to the reference in float64 mode, and the MET agrees with it t
 ~1e-14.  Results are stored as float32.  The tau mass (0.8 GeV) and jet masses
 do not enter: only the transverse components of the momentum change reach the MET.
 
-Performance (one core): events are processed in blocks of ``derived.BLOCK`` with
-reused scratch buffers; events failing the tau/lepton cuts are dropped right
-after the tau pT is known, so the rest runs on survivors only; azimuths enter
-through float64 unit vectors from ``derived.cos_sin`` (float64 ``np.cos`` and
-``np.sin`` are ~4x slower), computed once per object and shared by the MET
-propagation and the DER_ features.  See docs/systematics.md for figures.
+Performance (one core): steps 1-5 run in one compiled pass per event
+(``workbench.shifts``) and step 6 in another (``workbench.derived``), over
+blocks of ``derived.BLOCK`` events whose float64 scratch stays in cache; the
+transcendental functions (``tan`` of the half azimuths, ``arctan2`` of the MET)
+are evaluated by NumPy's SIMD loops between the passes.  Events failing the
+tau/lepton cuts are skipped as soon as the tau pT is known.  The soft-term draws
+(legacy ``RandomState`` Gaussians, ~30 ns an event) are the largest single
+cost.  See docs/systematics.md for figures.
 """
 
 from __future__ import annotations
@@ -47,18 +49,14 @@ from collections.abc import Mapping
 import awkward as ak
 import numpy as np
 
-from .derived import BLOCK, Scratch, cos_sin, derived_block
+from .derived import (BLOCK, HAD_PHI, J1_PHI, J2_PHI, MET_PHI, DerivedBlocks, padded_rows,
+                      primary_columns, unit_vectors)
 from .events import PROCESS, WEIGHTS, Events, SchemaError
+from .legacy_random import standard_normal
 from .nuisance import NuisanceParameters
-from .schema import FEATURES, PRIMARY, PROCESSES, UNDEFINED
-
-DECIMALS = 3
-HAD_PT_MIN = 26.0
-"""Events with ``PRI_had_pt`` below this are dropped after the shifts."""
-JET_PT_MIN = 26.0
-"""Jets with pT in ``[0, JET_PT_MIN]`` (inclusive) are removed after the shifts."""
-LEP_PT_MIN = 20.0
-"""Events with ``PRI_lep_pt`` below this are dropped after the shifts."""
+from .schema import FEATURES, PRIMARY, PROCESSES
+from .shifts import (HAD_COS, J1_COS, J2_COS, MET_COS, MET_X, MET_Y, TRIG_ROWS,
+                     shift_kernel)
 
 _WEIGHT_NPS = ("ttbar_scale", "diboson_scale", "bkg_scale")
 
@@ -127,8 +125,8 @@ def apply_weight_scales(events: Events, nps: NuisanceParameters) -> Events:
 
 
 # -- features ------------------------------------------------------------------
-_JETS = (("jet_leading", 1), ("jet_subleading", 2))
-_UNDEF_COS_SIN = (np.cos(UNDEFINED), np.sin(UNDEFINED))  # what the reference uses for -25
+_NO_NOISE = np.empty(0, dtype=np.float64)
+_NO_KEEP = np.empty(0, dtype=bool)
 
 
 def _soft_met_noise(seed: int, sigma: float, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,9 +134,9 @@ def _soft_met_noise(seed: int, sigma: float, n: int) -> tuple[np.ndarray, np.nda
     sigma, n)`` for px, then the next ``n`` for py.
 
     ``normal(0, sigma)`` is ``0.0 + sigma * gauss`` on the legacy gauss stream, so
-    one ``standard_normal(2 n)`` call gives the same numbers ~15% faster.
+    one stream of ``2 n`` standard normals (``legacy_random``) gives the same numbers.
     """
-    draws = np.random.RandomState(seed).standard_normal(2 * n)
+    draws = standard_normal(seed, 2 * n)
     draws *= sigma
     draws += 0.0  # as the reference's loc: turns -0.0 into 0.0
     return draws[:n], draws[n:]
@@ -158,192 +156,40 @@ def systematics_columns(
     The input columns are never modified.
     """
     nps = _as_nps(nps)
-    missing = [name for name in PRIMARY if name not in primaries]
-    if missing:
-        raise SchemaError(f"missing primary column(s): {', '.join(missing)}")
-    cols = {name: np.asarray(primaries[name]) for name in PRIMARY}
-    n = len(cols["PRI_n_jets"])
-    bad = {name: len(col) for name, col in cols.items() if len(col) != n}
-    if bad:
-        raise SchemaError(f"primary columns differ in length from PRI_n_jets ({n}): {bad}")
+    cols = primary_columns(primaries, SchemaError)
+    n = len(cols[0])
     # drawn for every input event before any is dropped, as the reference does
-    noise = _soft_met_noise(seed, nps.soft_met, n) if nps.soft_met > 0 else None
-    out = {name: np.empty(n, dtype=np.float32) for name in FEATURES}
-    keep = np.ones(n, dtype=bool) if thresholds else None
-    tmp = Scratch(min(BLOCK, n))
+    noise = _soft_met_noise(seed, nps.soft_met, n) if nps.soft_met > 0 else (_NO_NOISE,) * 2
+    out = padded_rows(len(FEATURES), n, np.float32)
+    pri = tuple(out[: len(PRIMARY)])
+    keep = np.ones(n, dtype=bool) if thresholds else _NO_KEEP
+    size = max(min(BLOCK, n), 1)
+    trig = padded_rows(TRIG_ROWS, size)
+    met = padded_rows(2, size)
+    der = DerivedBlocks(size)
     m = 0
     for start in range(0, n, BLOCK):
-        tmp.reset()
-        rows = slice(start, min(start + BLOCK, n))
-        m += _systematics_block(cols, rows, noise, nps, keep, out, m, tmp)
-    if m < n:
-        out = {name: col[:m] for name, col in out.items()}
-    return out, (None if keep is None or m == n else keep)
-
-
-def _systematics_block(cols, rows, noise, nps, keep, out, offset, tmp) -> int:
-    """Steps 1-6 on the input ``rows``; survivors written to ``out`` from ``offset``.
-
-    Events failing the tau/lepton thresholds are dropped first (their fate only
-    depends on the rounded tau and lepton pT), so that everything else runs on
-    survivors only.  Returns the number of survivors.
-    """
-    tes, jes = nps.tes, nps.jes
-    size = rows.stop - rows.start
-    lep_pt = tmp(size)
-    lep_pt[...] = cols["PRI_lep_pt"][rows]
-    np.round(lep_pt, DECIMALS, out=lep_pt)
-    had_pt = tmp(size)
-    had_pt[...] = cols["PRI_had_pt"][rows]
-    had_delta = None  # pT_new - pT_old of the tau, for the MET
-    if tes != 1.0:
-        had_new = np.multiply(had_pt, tes, out=tmp(size))
-        had_pt, had_delta = had_new, np.subtract(had_new, had_pt, out=had_pt)
-    np.round(had_pt, DECIMALS, out=had_pt)
-    # MET vector (plus the soft term, drawn for every input event) before the
-    # selection: two float64 columns to select instead of four
-    met_x = tmp(size)
-    met_x[...] = cols["PRI_met_phi"][rows]
-    met_x, met_y = cos_sin(met_x, tmp)
-    met = tmp(size)
-    met[...] = cols["PRI_met"][rows]
-    met_x *= met
-    met_y *= met
-    if noise is not None:
-        met_x += noise[0][rows]
-        met_y += noise[1][rows]
-
-    sel = None
-    if keep is not None:
-        sel = np.greater_equal(had_pt, HAD_PT_MIN, out=keep[rows])
-        sel &= lep_pt >= LEP_PT_MIN
-        if sel.all():
-            sel = None
-        else:
-            lep_pt, had_pt, met_x, met_y = (a[sel] for a in (lep_pt, had_pt, met_x, met_y))
-            if had_delta is not None:
-                had_delta = had_delta[sel]
-    m = len(lep_pt)
-
-    def get(name: str) -> np.ndarray:
-        """float64 copy of an input column on the surviving rows (a scratch buffer)."""
-        col = cols[name][rows]
-        buf = tmp(m)
-        buf[...] = col if sel is None else col[sel]
-        return buf
-
-    dst = {name: col[offset : offset + m] for name, col in out.items()}
-    n_jets = dst["PRI_n_jets"]
-    n_jets[...] = cols["PRI_n_jets"][rows] if sel is None else cols["PRI_n_jets"][rows][sel]
-
-    # 1-3: the MET absorbs the tau and jet pT changes (soft term added above)
-    phi = {obj: get(f"PRI_{obj}_phi") for obj in ("lep", "had", "jet_leading", "jet_subleading")}
-    trig = {obj: cos_sin(angle, tmp) for obj, angle in phi.items()}  # reused by DER_
-    delta = tmp(m)
-    if had_delta is not None:
-        _subtract_change(met_x, met_y, had_delta, trig["had"], tmp)
-    pt = {obj: get(f"PRI_{obj}_pt") for obj, _ in _JETS}
-    all_pt = get("PRI_jet_all_pt")
-    if jes != 1.0:
-        for obj, min_jets in _JETS:
-            # jes where the jet exists: pT * (1 + (jes - 1) [n_jets >= min_jets])
-            factor = np.greater_equal(n_jets, min_jets, out=tmp(m, bool))
-            np.multiply(factor, jes - 1.0, out=delta)
-            delta += 1.0
-            delta *= pt[obj]
-            pt[obj], delta = delta, pt[obj]
-            np.subtract(pt[obj], delta, out=delta)
-            _subtract_change(met_x, met_y, delta, trig[obj], tmp)
-        all_pt *= jes
-    met = tmp(m)
-    np.multiply(met_x, met_x, out=met)
-    met += np.multiply(met_y, met_y, out=delta)
-    np.sqrt(met, out=met)  # the reference's sqrt(px^2 + py^2)
-    met_phi = np.arctan2(met_y, met_x, out=tmp(m))
-
-    # 4: rounding to 3 decimals
-    eta = {obj: get(f"PRI_{obj}_eta") for obj in phi}
-    for arr in (all_pt, *pt.values()):  # cut on / subtracted: exactly np.round
-        np.round(arr, DECIMALS, out=arr)
-    for arr in (met, met_phi, *phi.values(), *eta.values()):
-        _round_for_output(arr)
-
-    # 5: jet thresholds
-    if keep is not None:
-        _jet_thresholds(pt, eta, phi, trig, all_pt, n_jets)
-
-    for obj, arr in (("lep", lep_pt), ("had", had_pt), *pt.items()):
-        dst[f"PRI_{obj}_pt"][...] = arr
-    for obj in phi:
-        dst[f"PRI_{obj}_eta"][...] = eta[obj]
-        dst[f"PRI_{obj}_phi"][...] = phi[obj]
-    dst["PRI_jet_all_pt"][...] = all_pt
-    dst["PRI_met"][...] = met
-    dst["PRI_met_phi"][...] = met_phi
-
-    # 6: DER_ features; the unit vectors of the input angles are reused (the
-    # rounded angles differ from them by < 1e-7 when the input was not rounded)
-    phi["met"] = met_phi
-    trig["met"] = cos_sin(met_phi, tmp)
-    pt64 = {"lep": lep_pt, "had": had_pt, "met": met, **pt}
-    derived_block(dst, pt64, eta, phi, trig, dst, tmp)
-    return m
+        stop = min(start + BLOCK, n)
+        for row, col in ((HAD_COS, HAD_PHI), (J1_COS, J1_PHI), (J2_COS, J2_PHI),
+                         (MET_COS, MET_PHI)):
+            unit_vectors(cols[col][start:stop], trig[row], trig[row + 1], trig[-1])
+        got = shift_kernel(cols, start, stop, trig, nps.tes, nps.jes, *noise, thresholds, keep,
+                           pri, m, met)
+        # the new MET azimuth, vectorised
+        phi = np.arctan2(met[MET_Y, :got], met[MET_X, :got], out=trig[-1, :got])
+        _round_for_output(phi)
+        pri[MET_PHI][m : m + got] = phi
+        der.compute(pri, out[len(PRIMARY) :], m, m + got)  # 6: the DER_ features
+        m += got
+    features = {name: row[:m] for name, row in zip(FEATURES, out)}
+    return features, (None if not thresholds or m == n else keep)
 
 
 def _round_for_output(x: np.ndarray) -> None:
-    """Round to 3 decimals in place, as ``rint(1000 x) * 0.001``.
-
-    np.round divides by 1000 instead (3x slower than the multiplication); the two
-    differ by at most 1 ulp (float64) and never once cast to float32 (checked for
-    every 3-decimal value with |x| < 16777; tests/test_systematics.py checks
-    |x| < 4000).  Used for columns that are only stored (float32) or enter the
-    DER_ features; pT that are cut on or subtracted use np.round itself.
-    """
+    """In place, the kernel's ``round3_fast``: ``rint(1000 x) * 0.001``."""
     x *= 1000.0
     np.rint(x, out=x)
     x *= 0.001
-
-
-def _subtract_change(met_x, met_y, delta, unit, tmp) -> None:
-    """MET absorbs an object's pT change ``delta`` along its direction ``unit``."""
-    cos, sin = unit
-    t = np.multiply(delta, cos, out=tmp(len(delta)))
-    met_x -= t
-    np.multiply(delta, sin, out=t)
-    met_y -= t
-
-
-def _jet_thresholds(pt, eta, phi, trig, all_pt, n_jets) -> None:
-    """Remove jets with pT in [0, 26], subleading first, in place (see the module doc).
-
-    Unlike the reference, when the leading jet is removed but the subleading
-    survives (possible only for inputs with leading pT < subleading pT, never in
-    the public dataset since ``jes`` preserves the order) the subleading jet is
-    promoted into the leading slot, so that ``PRI_n_jets == 1`` always means
-    "leading jet defined".  The reference leaves leading = -25 with the
-    subleading kinematics in place.
-    """
-    gone = {}
-    for obj in ("jet_subleading", "jet_leading"):
-        p = pt[obj]
-        rows = np.flatnonzero((p >= 0.0) & (p <= JET_PT_MIN))
-        gone[obj] = rows
-        if rows.size:
-            all_pt[rows] -= p[rows]
-            n_jets[rows] -= 1
-            for arr in (p, eta[obj], phi[obj]):
-                arr[rows] = UNDEFINED
-            for arr, value in zip(trig[obj], _UNDEF_COS_SIN):
-                arr[rows] = value
-    lead, sub = "jet_leading", "jet_subleading"
-    rows = gone[lead][pt[sub][gone[lead]] >= 0.0]
-    if rows.size:
-        for kind in (pt, eta, phi):
-            kind[lead][rows] = kind[sub][rows]
-            kind[sub][rows] = UNDEFINED
-        for arr_lead, arr_sub, value in zip(trig[lead], trig[sub], _UNDEF_COS_SIN):
-            arr_lead[rows] = arr_sub[rows]
-            arr_sub[rows] = value
 
 
 def apply_systematics(
