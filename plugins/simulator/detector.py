@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import calibration as cal
+from . import jets
 from . import kinematics as kin
-from workbench.schema import PRIMARY, UNDEFINED
+from workbench.schema import PRIMARY
 
 if TYPE_CHECKING:
     from .processes import Truth
@@ -59,14 +60,14 @@ def select_visible(rng, truth: Truth, det: cal.Detector):
     return ok, lep_pt, lep_eta, had_pt, had_eta, had_raw
 
 
-def reconstruct(rng, truth: Truth, det: cal.Detector) -> dict[str, np.ndarray]:
-    """PRI_ columns (float64) of the events passing the stored-dataset selection."""
+def reconstruct(rng, truth: Truth, det: cal.Detector) -> np.ndarray:
+    """PRI_ block (16, m) float32 (PRIMARY rows) of the events passing the
+    stored-dataset selection."""
     ok, lep_pt, lep_eta, had_pt, had_eta, had_raw = select_visible(rng, truth, det)
     sel = np.flatnonzero(ok)
     n = sel.size
-    lep_phi, had_phi = kin.phi(truth.lep[:, sel]), kin.phi(truth.had[:, sel])
-    lep_pt, lep_eta, had_pt, had_eta = lep_pt[sel], lep_eta[sel], had_pt[sel], had_eta[sel]
-    had_raw = had_raw[sel]
+    lep, had = truth.lep[:, sel], truth.had[:, sel]
+    lep_pt, had_raw = lep_pt[sel], had_raw[sel]
 
     # partons of the selected events, re-indexed
     new_index = np.full(ok.size, -1)
@@ -75,60 +76,31 @@ def reconstruct(rng, truth: Truth, det: cal.Detector) -> dict[str, np.ndarray]:
     ev = new_index[p.event]
     keep = ev >= 0
     ev, ppt, peta, pphi = ev[keep], p.pt[keep], p.eta[keep], p.phi[keep]
+    gauss = rng.standard_normal(ppt.shape)
 
-    sigma = np.sqrt(
-        (det.jet_noise / ppt) ** 2 + det.jet_stochastic**2 / ppt + det.jet_constant**2
-    )
-    jet_raw = _smear(rng, ppt, sigma)
-    jpt = det.jet_scale * jet_raw
-    in_acc = np.abs(peta) < cal.JET_ETA_MAX
-    is_jet = in_acc & (jpt > cal.JET_PT_MIN)
-    cos, sin = np.cos(pphi), np.sin(pphi)
-
-    # MET: minus the measured transverse momentum at the uncalibrated (raw)
-    # scale of the tau and jets -- the calibrated objects differ from it, which
-    # is what gives DER_pt_tot its width
-    unclustered = in_acc & ~is_jet
-    vis_x = lep_pt * np.cos(lep_phi) + had_raw * np.cos(had_phi)
-    vis_y = lep_pt * np.sin(lep_phi) + had_raw * np.sin(had_phi)
-    vis_x += kin.segment_sum(np.where(is_jet, jet_raw, 0.0) * cos, ev, n)
-    vis_y += kin.segment_sum(np.where(is_jet, jet_raw, 0.0) * sin, ev, n)
-    # sub-threshold jets are measured (particle-flow like) at their raw scale
-    vis_x += kin.segment_sum(np.where(unclustered, jet_raw, 0.0) * cos, ev, n)
-    vis_y += kin.segment_sum(np.where(unclustered, jet_raw, 0.0) * sin, ev, n)
+    block = np.empty((len(PRIMARY), n))
+    # jets into the block; the partons in acceptance (jets and sub-threshold ones,
+    # particle-flow like) measured at their raw scale for the MET
+    vis = jets.measure_partons(block, ev, ppt, peta, pphi, gauss, det.jet_scale, det.jet_noise,
+                               det.jet_stochastic, det.jet_constant, cal.JET_PT_MIN, cal.JET_ETA_MAX)
+    # MET: minus the measured transverse momentum, the tau at its uncalibrated
+    # (raw) scale -- the calibrated objects differ from it, which is what gives
+    # DER_pt_tot its width
+    lep_true, had_true = kin.pt(lep), kin.pt(had)
+    vis[0] += lep_pt * lep[1] / lep_true + had_raw * had[1] / had_true
+    vis[1] += lep_pt * lep[2] / lep_true + had_raw * had[2] / had_true
     soft_x, soft_y = truth.soft[0, sel], truth.soft[1, sel]
     activity = rng.gamma(det.pileup_shape, 1.0 / det.pileup_shape, n)
     noise = rng.standard_normal((2, n)) * (det.soft_noise * np.sqrt(activity))
-    met_x = -(vis_x + det.soft_response * soft_x + noise[0])
-    met_y = -(vis_y + det.soft_response * soft_y + noise[1])
+    met_x = -(vis[0] + det.soft_response * soft_x + noise[0])
+    met_y = -(vis[1] + det.soft_response * soft_y + noise[1])
 
-    cols = {
-        "PRI_lep_pt": lep_pt, "PRI_lep_eta": lep_eta, "PRI_lep_phi": lep_phi,
-        "PRI_had_pt": had_pt, "PRI_had_eta": had_eta, "PRI_had_phi": had_phi,
-        "PRI_met": np.hypot(met_x, met_y), "PRI_met_phi": np.arctan2(met_y, met_x),
-    }
-    cols.update(jet_columns(ev[is_jet], jpt[is_jet], peta[is_jet], pphi[is_jet], n))
-    return {name: cols[name] for name in PRIMARY}
+    row = {name: i for i, name in enumerate(PRIMARY)}
+    for name, values in (
+        ("PRI_lep_pt", lep_pt), ("PRI_lep_eta", lep_eta[sel]), ("PRI_lep_phi", kin.phi(lep)),
+        ("PRI_had_pt", had_pt[sel]), ("PRI_had_eta", had_eta[sel]), ("PRI_had_phi", kin.phi(had)),
+        ("PRI_met", np.sqrt(met_x * met_x + met_y * met_y)), ("PRI_met_phi", np.arctan2(met_y, met_x)),
+    ):
+        block[row[name]] = values
+    return block.astype(np.float32)
 
-
-def jet_columns(event, pt, eta, phi, n) -> dict[str, np.ndarray]:
-    """Leading/subleading kinematics, count and scalar sum of a ragged jet list."""
-    n_jets = np.bincount(event, minlength=n)
-    all_pt = kin.segment_sum(pt, event, n)
-    # leading: per-event maximum; subleading: maximum of the rest
-    lead_pt = np.full(n, -np.inf)
-    np.maximum.at(lead_pt, event, pt)
-    is_lead = pt == lead_pt[event]
-    # ties (identical pT in one event) are practically impossible for smeared floats
-    rest = ~is_lead
-    sub_pt = np.full(n, -np.inf)
-    np.maximum.at(sub_pt, event[rest], pt[rest])
-    is_sub = rest & (pt == sub_pt[event])
-    out = {"PRI_n_jets": n_jets.astype(np.float64), "PRI_jet_all_pt": all_pt}
-    for name, mask, has in (("leading", is_lead, n_jets >= 1), ("subleading", is_sub, n_jets >= 2)):
-        for var, values in (("pt", pt), ("eta", eta), ("phi", phi)):
-            col = np.full(n, UNDEFINED)
-            col[event[mask]] = values[mask]
-            col[~has] = UNDEFINED
-            out[f"PRI_jet_{name}_{var}"] = col
-    return out

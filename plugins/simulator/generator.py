@@ -18,6 +18,7 @@ from workbench.events import Events
 from workbench.schema import EXPECTED_EVENTS, PRIMARY, PROCESSES, process_code
 
 from . import calibration as cal
+from . import resonance
 from .detector import reconstruct
 from .processes import generate_truth
 
@@ -54,37 +55,38 @@ class Simulator:
         self.batch_size = int(batch_size)
 
     # -- streams -------------------------------------------------------------
-    def batch(self, process: str, seed: int, index: int) -> dict[str, np.ndarray]:
-        """PRI_ columns (float64) of the selected events of one candidate batch."""
+    def batch(self, process: str, seed: int, index: int) -> np.ndarray:
+        """PRI_ block (16, m) float32, rows in PRIMARY order, of the selected
+        events of one candidate batch."""
         code = process_code(process)
         ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(code, int(index)))
         rng = np.random.default_rng(ss)
-        truth = generate_truth(process, rng, self.batch_size, self.configs[process],
-                               self.detector)
+        cfg = self.configs[process]
+        if process in ("htautau", "ztautau"):  # the fused fast path (see resonance.py)
+            return resonance.generate(rng, self.batch_size, cfg, self.detector)
+        truth = generate_truth(process, rng, self.batch_size, cfg, self.detector)
         return reconstruct(rng, truth, self.detector)
 
-    def stream(self, process: str, seed: int, count: int, chunk_size: int) -> Iterator[dict]:
-        """The first ``count`` selected events of a process, in pieces of ``chunk_size``."""
-        buffered: list[dict] = []
-        have = 0
+    def stream(self, process: str, seed: int, count: int, chunk_size: int) -> Iterator[np.ndarray]:
+        """The first ``count`` selected events of a process, as PRI_ blocks of at
+        most ``chunk_size`` events, each filled batch by batch (no concatenation)."""
         produced = 0
         index = 0
+        rest = np.empty((len(PRIMARY), 0), dtype=np.float32)  # selected, not yet handed out
         while produced < count:
-            cols = self.batch(process, seed, index)
-            index += 1
-            buffered.append(cols)
-            have += len(cols["PRI_lep_pt"])
-            if have < min(chunk_size, count - produced):
-                continue
-            merged = {k: np.concatenate([b[k] for b in buffered]) for k in PRIMARY}
-            start = 0
-            while produced < count and have - start >= min(chunk_size, count - produced):
-                take = min(chunk_size, count - produced)
-                yield {k: v[start:start + take] for k, v in merged.items()}
-                start += take
-                produced += take
-            buffered = [{k: v[start:] for k, v in merged.items()}]
-            have -= start
+            size = min(chunk_size, count - produced)
+            out = np.empty((len(PRIMARY), size), dtype=np.float32)
+            filled = 0
+            while filled < size:
+                if rest.shape[1] == 0:
+                    rest = self.batch(process, seed, index)
+                    index += 1
+                take = min(size - filled, rest.shape[1])
+                out[:, filled:filled + take] = rest[:, :take]
+                rest = rest[:, take:]
+                filled += take
+            produced += size
+            yield out
 
     # -- Generator protocol ----------------------------------------------------
     def iter_chunks(
@@ -128,11 +130,11 @@ def _check_counts(counts: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-def _to_events(cols: Mapping[str, np.ndarray], process: str, weight: float) -> Events:
-    pri = {k: np.asarray(cols[k], dtype=np.float32) for k in PRIMARY}
-    out: dict[str, np.ndarray] = dict(pri)
-    out.update(compute_derived(pri))
-    n = len(pri["PRI_lep_pt"])
+def _to_events(block: np.ndarray, process: str, weight: float) -> Events:
+    """Events from a PRI_ block (16, n) float32: DER_ features, weights, process."""
+    out: dict[str, np.ndarray] = dict(zip(PRIMARY, block))
+    out.update(compute_derived(out))
+    n = block.shape[1]
     out["weights"] = np.full(n, weight)
     out["process"] = np.full(n, process_code(process), dtype=np.int8)
     return Events.from_columns(out, validate=False)

@@ -253,9 +253,7 @@ def guide_sampler(pmf: np.ndarray, cells: int = 4096):
     """Inverse-CDF sampler of 0..len(pmf)-1 with a guide table (Chen & Asau):
     the uniform's cell gives the smallest candidate, a few vectorised steps
     finish -- exact like searchsorted, without its per-element binary search."""
-    cdf = np.cumsum(pmf, dtype=np.float64) / np.sum(pmf)
-    cdf[-1] = np.inf
-    guide = np.searchsorted(cdf, np.arange(cells) / cells, side="right")
+    cdf, guide = guide_tables(pmf, cells)
 
     def draw(u):
         u = np.asarray(u, dtype=np.float64)
@@ -267,6 +265,14 @@ def guide_sampler(pmf: np.ndarray, cells: int = 4096):
             k += step
 
     return draw
+
+
+def guide_tables(pmf: np.ndarray, cells: int = 4096):
+    """The CDF (last entry inf) and the guide table of :func:`guide_sampler`."""
+    cdf = np.cumsum(pmf, dtype=np.float64) / np.sum(pmf)
+    cdf[-1] = np.inf
+    guide = np.searchsorted(cdf, np.arange(cells) / cells, side="right")
+    return cdf, guide
 
 
 def segment_sum(values, index, n) -> np.ndarray:
