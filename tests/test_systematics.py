@@ -375,10 +375,12 @@ def test_parity_across_blocks():
     assert all(np.any((dropped >= lo) & (dropped < lo + BLOCK)) for lo in (0, BLOCK, 2 * BLOCK))
     check_survivors(events, ours, ref)
     assert feature_mismatches(ours, ref) == {}
-    # the DER_ columns are exactly those of the output primaries
+    # DER_ columns are those of the output primaries (the engine, like the reference,
+    # uses the 3-decimal float64 values; the float32-stored angles differ by < 1.2e-7,
+    # which moves e.g. a transverse mass by up to sqrt(met pT_lep) x 1.2e-7)
     der = compute_derived({k: ours[k] for k in PRIMARY})
     for name in DERIVED:
-        np.testing.assert_array_equal(ours[name], der[name], err_msg=name)
+        np.testing.assert_allclose(ours[name], der[name], rtol=1e-5, atol=1e-4, err_msg=name)
 
 
 def test_float64_and_float32_inputs_agree(generated_events):

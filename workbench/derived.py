@@ -89,12 +89,32 @@ def primary_columns(pri: Mapping[str, np.ndarray], error=KeyError) -> tuple[np.n
     return tuple(np.ascontiguousarray(col, dtype=dtype) for col in cols)
 
 
-def unit_vectors(phi: np.ndarray, cos: np.ndarray, sin: np.ndarray, tan: np.ndarray) -> None:
-    """float64 ``cos(phi)``, ``sin(phi)`` (~4e-16) into ``cos``/``sin``; ``tan``: scratch."""
+def unit_vectors(phi: np.ndarray, cos: np.ndarray, sin: np.ndarray, tan: np.ndarray,
+                 snap: bool = False) -> None:
+    """float64 ``cos(phi)``, ``sin(phi)`` (~4e-16) into ``cos``/``sin``; ``tan``: scratch.
+    ``snap``: of ``phi`` rounded to 3 decimals in float64 (see :func:`value`)."""
     m = len(phi)
-    np.multiply(phi, 0.5, out=tan[:m])
+    if snap:
+        _half_snapped(phi, tan, m)
+    else:
+        np.multiply(phi, 0.5, out=tan[:m])
     np.tan(tan[:m], out=tan[:m])
     _units_from_tan(tan, cos, sin, m)
+
+
+@numba.njit(inline="always")
+def value(x, snap):
+    """``x`` as float64; with ``snap``, its nearest 3-decimal value (within 1 ulp of
+    ``np.round(x, 3)``; a multiplication is cheaper than its division).  A float32
+    that stores a 3-decimal number (|x| < 16777) identifies it uniquely, so this
+    recovers the float64 value the reference computes with."""
+    return np.rint(x * 1000.0) * 0.001 if snap else float(x)
+
+
+@numba.njit(**_JIT)
+def _half_snapped(phi, half, m):
+    for i in range(m):
+        half[i] = 0.5 * value(phi[i], True)
 
 
 @numba.njit(**_JIT)
@@ -113,21 +133,28 @@ class DerivedBlocks:
         self.size = max(int(size), 1)
         self.scratch = padded_rows(_SCRATCH_ROWS, self.size)
 
-    def compute(self, pri: tuple[np.ndarray, ...], out: np.ndarray, start: int, stop: int):
+    def compute(self, pri: tuple[np.ndarray, ...], out: np.ndarray, start: int, stop: int,
+                snap: bool = False):
         """DER_ features of rows ``[start, stop)`` of the primaries ``pri`` (a
-        :func:`primary_columns` tuple) into ``out[:, start:stop]`` (float32, 12 rows)."""
+        :func:`primary_columns` tuple) into ``out[:, start:stop]`` (float32, 12 rows).
+
+        ``snap``: the primaries are float32 stores of 3-decimal values (the
+        systematics' output); compute from the float64 3-decimal values, as the
+        reference does, instead of the float32 approximations (~6e-5 relative
+        apart in the worst transverse masses and centralities, ~3e-7 snapped).
+        """
         m = stop - start
         p = tuple(col[start:stop] for col in pri)
         o = tuple(row[start:stop] for row in out)
         s = tuple(row[:m] for row in self.scratch)
         for k, col in enumerate(AZIMUTHS):
-            unit_vectors(p[col], s[k], s[5 + k], s[_TAN])
-        _vector_sums(p, s, o)
-        _angles_and_etas(p, s, o)
+            unit_vectors(p[col], s[k], s[5 + k], s[_TAN], snap)
+        _vector_sums(p, s, o, snap)
+        _angles_and_etas(p, s, o, snap)
         for row in (_U_VIS, _U_JJ, _ARG):  # SIMD exp
             np.exp(s[row], out=s[row])
-        _masses(p, s, o)
-        _ratios(p, s, o)
+        _masses(p, s, o, snap)
+        _ratios(p, s, o, snap)
         flagged = np.flatnonzero(s[_FLAG])
         if flagged.size:
             _reference_rows(p, o, flagged)
@@ -152,14 +179,14 @@ def compute_derived(pri: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 # unit vectors: lep (s[0], s[5]), had (s[1], s[6]), jet1 (s[2], s[7]),
 # jet2 (s[3], s[8]), met (s[4], s[9])
 @numba.njit(**_JIT)
-def _vector_sums(p, s, o):
+def _vector_sums(p, s, o, snap):
     """DER_pt_h, DER_pt_tot (same association as the reference) and the
     transverse mass sqrt(met pT_lep |u_met - u_lep|^2)."""
     for i in range(len(o[0])):
-        lep, had, met = float(p[LEP_PT][i]), float(p[HAD_PT][i]), float(p[MET][i])
-        n_jets = float(p[N_JETS][i])
-        pt1 = float(p[J1_PT][i]) if n_jets >= 1.0 else 0.0
-        pt2 = float(p[J2_PT][i]) if n_jets >= 2.0 else 0.0
+        lep, had, met = value(p[LEP_PT][i], snap), value(p[HAD_PT][i], snap), value(p[MET][i], snap)
+        n_jets = value(p[N_JETS][i], snap)
+        pt1 = value(p[J1_PT][i], snap) if n_jets >= 1.0 else 0.0
+        pt2 = value(p[J2_PT][i], snap) if n_jets >= 2.0 else 0.0
         x = had * s[1][i] + lep * s[0][i] + met * s[4][i]
         y = had * s[6][i] + lep * s[5][i] + met * s[9][i]
         o[_PTH][i] = math.sqrt(x * x + y * y)
@@ -173,13 +200,13 @@ def _vector_sums(p, s, o):
 
 
 @numba.njit(**_JIT)
-def _angles_and_etas(p, s, o):
+def _angles_and_etas(p, s, o, snap):
     """Squared chords and exp arguments for the masses and the lepton centrality;
     DER_deltaeta_jet_jet and DER_prodeta_jet_jet."""
     for i in range(len(o[0])):
-        lep_eta, had_eta = float(p[LEP_ETA][i]), float(p[HAD_ETA][i])
-        eta1, eta2 = float(p[J1_ETA][i]), float(p[J2_ETA][i])
-        has2 = float(p[N_JETS][i]) >= 2.0
+        lep_eta, had_eta = value(p[LEP_ETA][i], snap), value(p[HAD_ETA][i], snap)
+        eta1, eta2 = value(p[J1_ETA][i], snap), value(p[J2_ETA][i], snap)
+        has2 = value(p[N_JETS][i], snap) >= 2.0
         dc, ds = s[0][i] - s[1][i], s[5][i] - s[6][i]
         s[_CHORD_VIS][i] = dc * dc + ds * ds
         dc, ds = s[2][i] - s[3][i], s[7][i] - s[8][i]
@@ -195,14 +222,14 @@ def _angles_and_etas(p, s, o):
 
 
 @numba.njit(**_JIT)
-def _masses(p, s, o):
+def _masses(p, s, o, snap):
     """Visible and di-jet masses, pT1 pT2 ((u - 1/u)^2 + chord^2) with u =
     exp(|deta|/2) (~1e-12 relative for the smallest nonzero 3-decimal |deta|),
     and DER_lep_eta_centrality; undefined (-25) without two jets."""
     for i in range(len(o[0])):
-        lep, had = float(p[LEP_PT][i]), float(p[HAD_PT][i])
-        pt1, pt2 = float(p[J1_PT][i]), float(p[J2_PT][i])
-        has2 = float(p[N_JETS][i]) >= 2.0
+        lep, had = value(p[LEP_PT][i], snap), value(p[HAD_PT][i], snap)
+        pt1, pt2 = value(p[J1_PT][i], snap), value(p[J2_PT][i], snap)
+        has2 = value(p[N_JETS][i], snap) >= 2.0
         u = s[_U_VIS][i]
         d = u - 1.0 / u
         o[_MVIS][i] = math.sqrt(lep * had * (d * d + s[_CHORD_VIS][i]))
@@ -214,18 +241,18 @@ def _masses(p, s, o):
 
 
 @numba.njit(**_JIT)
-def _ratios(p, s, o):
+def _ratios(p, s, o, snap):
     """DER_deltar_had_lep (|dphi| folded into [0, pi]), DER_sum_pt,
     DER_pt_ratio_lep_had, DER_met_phi_centrality; flags the rows the
     reference's formula must redo."""
     for i in range(len(o[0])):
-        lep, had = float(p[LEP_PT][i]), float(p[HAD_PT][i])
-        dphi = abs(float(p[LEP_PHI][i]) - float(p[HAD_PHI][i]))
-        deta = float(p[LEP_ETA][i]) - float(p[HAD_ETA][i])
+        lep, had = value(p[LEP_PT][i], snap), value(p[HAD_PT][i], snap)
+        dphi = abs(value(p[LEP_PHI][i], snap) - value(p[HAD_PHI][i], snap))
+        deta = value(p[LEP_ETA][i], snap) - value(p[HAD_ETA][i], snap)
         wide = dphi > _TWO_PI  # angles outside [-pi, pi]: the general fold
         dphi = min(dphi, _TWO_PI - dphi)
         o[_DR][i] = math.sqrt(deta * deta + dphi * dphi)
-        o[_SUMPT][i] = had + lep + float(p[ALL_PT][i])
+        o[_SUMPT][i] = had + lep + value(p[ALL_PT][i], snap)
         o[_RATIO][i] = lep / had
         # (a + b) / sqrt(a^2 + b^2) sign(sin(had - lep)),
         # a = sin(met - lep), b = sin(had - met), from the unit vectors
@@ -234,8 +261,8 @@ def _ratios(p, s, o):
         b = s[6][i] * s[4][i] - s[1][i] * s[9][i]
         den = math.sqrt(a * a + b * b)
         o[_METCEN][i] = (a + b) / den * (1.0 if sign > 0.0 else -1.0)
-        has2 = float(p[N_JETS][i]) >= 2.0
-        placeholder = has2 & ((float(p[J1_PT][i]) < 0.0) | (float(p[J2_PT][i]) < 0.0))
+        has2 = value(p[N_JETS][i], snap) >= 2.0
+        placeholder = has2 & ((value(p[J1_PT][i], snap) < 0.0) | (value(p[J2_PT][i], snap) < 0.0))
         degenerate = (min(abs(sign), den) < 1e-10) | (den != den)
         s[_FLAG][i] = 1.0 if (wide | placeholder | degenerate) else 0.0
 

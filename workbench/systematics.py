@@ -179,7 +179,7 @@ def systematics_columns(
         phi = np.arctan2(met[MET_Y, :got], met[MET_X, :got], out=trig[-1, :got])
         _round_for_output(phi)
         pri[MET_PHI][m : m + got] = phi
-        der.compute(pri, out[len(PRIMARY) :], m, m + got)  # 6: the DER_ features
+        der.compute(pri, out[len(PRIMARY) :], m, m + got, snap=True)  # 6: the DER_ features
         m += got
     features = {name: row[:m] for name, row in zip(FEATURES, out)}
     return features, (None if not thresholds or m == n else keep)
