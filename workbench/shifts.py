@@ -68,7 +68,8 @@ def shift_kernel(cols, start, stop, trig, tes, jes, noise_x, noise_y, thresholds
     """Steps 1-5 on input rows ``[start, stop)``; returns the number of survivors.
 
     ``cols``: the 16 primaries (schema order, one dtype); ``trig``: float64
-    cos/sin of the input azimuths of the block (rows above); ``noise_x``/
+    cos/sin of the input azimuths of the block (rows above; the tau's are read
+    only if ``tes != 1``, the jets' only if ``jes != 1``); ``noise_x``/
     ``noise_y``: the soft-term draws of every input row (empty: no soft term);
     ``keep``: bool per input row, written when ``thresholds``.  Survivor ``j``
     is written to ``out[k][offset + j]`` (the 16 float32 primary rows; the MET

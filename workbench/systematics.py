@@ -167,11 +167,16 @@ def systematics_columns(
     trig = padded_rows(TRIG_ROWS, size)
     met = padded_rows(2, size)
     der = DerivedBlocks(size)
+    # the MET propagation needs the tau's direction only if tes moves it, the jets' if jes does
+    azimuths = [(MET_COS, MET_PHI)]
+    if nps.tes != 1.0:
+        azimuths.append((HAD_COS, HAD_PHI))
+    if nps.jes != 1.0:
+        azimuths += [(J1_COS, J1_PHI), (J2_COS, J2_PHI)]
     m = 0
     for start in range(0, n, BLOCK):
         stop = min(start + BLOCK, n)
-        for row, col in ((HAD_COS, HAD_PHI), (J1_COS, J1_PHI), (J2_COS, J2_PHI),
-                         (MET_COS, MET_PHI)):
+        for row, col in azimuths:
             unit_vectors(cols[col][start:stop], trig[row], trig[row + 1], trig[-1])
         got = shift_kernel(cols, start, stop, trig, nps.tes, nps.jes, *noise, thresholds, keep,
                            pri, m, met)
