@@ -62,6 +62,14 @@ def round3_fast_array(x):
     return out
 
 
+@numba.njit(inline="always")
+def _scale_jet(pt, jes, cos, sin, mx, my):
+    """A jet's pT times jes; the MET vector absorbs the change along the jet."""
+    new = pt * jes
+    delta = new - pt
+    return new, mx - delta * cos, my - delta * sin
+
+
 @numba.njit(**_JIT)
 def shift_kernel(cols, start, stop, trig, tes, jes, noise_x, noise_y, thresholds, keep,
                  out, offset, met):
@@ -104,17 +112,9 @@ def shift_kernel(cols, start, stop, trig, tes, jes, noise_x, noise_y, thresholds
         all_pt = float(cols[ALL_PT][i])
         if jes != 1.0:
             if n_jets >= 1.0:
-                new = pt1 * jes
-                delta = new - pt1
-                mx -= delta * trig[J1_COS, r]
-                my -= delta * trig[J1_SIN, r]
-                pt1 = new
+                pt1, mx, my = _scale_jet(pt1, jes, trig[J1_COS, r], trig[J1_SIN, r], mx, my)
             if n_jets >= 2.0:
-                new = pt2 * jes
-                delta = new - pt2
-                mx -= delta * trig[J2_COS, r]
-                my -= delta * trig[J2_SIN, r]
-                pt2 = new
+                pt2, mx, my = _scale_jet(pt2, jes, trig[J2_COS, r], trig[J2_SIN, r], mx, my)
             all_pt *= jes
         met[MET_X, j], met[MET_Y, j] = mx, my
 
