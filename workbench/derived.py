@@ -157,7 +157,7 @@ class DerivedBlocks:
         _ratios(p, s, o, snap)
         flagged = np.flatnonzero(s[_FLAG])
         if flagged.size:
-            _reference_rows(p, o, flagged)
+            _reference_rows(p, o, flagged, snap)
 
 
 def compute_derived(pri: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -268,34 +268,34 @@ def _ratios(p, s, o, snap):
 
 
 @numba.njit(**_JIT)
-def _reference_rows(p, o, rows):
-    """The flagged rows, with the reference's float64 formulas."""
+def _reference_rows(p, o, rows, snap):
+    """The flagged rows, with the reference's float64 formulas (on the values it
+    computes with: see :func:`value`)."""
     for i in rows:
-        lep_phi, had_phi = float(p[LEP_PHI][i]), float(p[HAD_PHI][i])
+        lep_phi, had_phi = value(p[LEP_PHI][i], snap), value(p[HAD_PHI][i], snap)
         dphi = abs(lep_phi - had_phi)
         if dphi > _TWO_PI:
             dphi = abs(np.mod(dphi + 3.0 * math.pi, _TWO_PI) - math.pi)
             dphi = min(dphi, _TWO_PI - dphi)
-            deta = float(p[LEP_ETA][i]) - float(p[HAD_ETA][i])
+            deta = value(p[LEP_ETA][i], snap) - value(p[HAD_ETA][i], snap)
             o[_DR][i] = math.sqrt(deta * deta + dphi * dphi)
-        pt1, pt2 = float(p[J1_PT][i]), float(p[J2_PT][i])
-        if float(p[N_JETS][i]) >= 2.0 and (pt1 < 0.0 or pt2 < 0.0):
-            o[_MJJ][i] = _jet_mass_reference(pt1, float(p[J1_ETA][i]), float(p[J1_PHI][i]),
-                                             pt2, float(p[J2_ETA][i]), float(p[J2_PHI][i]))
-        o[_METCEN][i] = _centrality_reference(float(p[MET_PHI][i]), lep_phi, had_phi)
+        pt1, pt2 = value(p[J1_PT][i], snap), value(p[J2_PT][i], snap)
+        if p[N_JETS][i] >= 2.0 and (pt1 < 0.0 or pt2 < 0.0):
+            o[_MJJ][i] = _jet_mass_reference(
+                pt1, value(p[J1_ETA][i], snap), value(p[J1_PHI][i], snap),
+                pt2, value(p[J2_ETA][i], snap), value(p[J2_PHI][i], snap))
+        o[_METCEN][i] = _centrality_reference(value(p[MET_PHI][i], snap), lep_phi, had_phi)
 
 
 @numba.njit(**_JIT)
-def _jet_mass_reference(pt1, eta1, phi1, pt2, eta2, phi2):
-    """The reference's ``(E1+E2)^2 - |p1+p2|^2`` in float64 from float32 inputs.
+def _jet_mass_reference(p1, e1, h1, p2, e2, h2):
+    """The reference's ``(E1+E2)^2 - |p1+p2|^2`` in float64 (pT, eta, phi of each jet).
 
     Used where a two-jet event carries a -25 placeholder jet (``PRI_n_jets``
     counts every jet but only two are stored, so after the 26 GeV threshold an
     event may keep ``n_jets >= 2`` with a -25 jet): the value is then set by the
     rounding of ~1e23 terms, which only repeating its operations reproduces.
     """
-    p1, e1, h1 = float(np.float32(pt1)), float(np.float32(eta1)), float(np.float32(phi1))
-    p2, e2, h2 = float(np.float32(pt2)), float(np.float32(eta2)), float(np.float32(phi2))
     en = p1 * math.cosh(e1) + p2 * math.cosh(e2)
     px = p1 * math.cos(h1) + p2 * math.cos(h2)
     py = p1 * math.sin(h1) + p2 * math.sin(h2)
