@@ -17,13 +17,13 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse
-import importlib.util
-import sys
-import time
+import argparse  # noqa: E402 (after the thread variables)
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
 
-from workbench.schema import EXPECTED_EVENTS, PROCESSES
-from workbench_builtins.simulator import Simulator
+from workbench.schema import EXPECTED_EVENTS, PROCESSES  # noqa: E402
+from workbench_builtins.simulator import Simulator  # noqa: E402
 
 
 def main(argv=None):

@@ -2,26 +2,27 @@
 
 Same physics as :func:`.processes.resonance` (the NumPy reference, kept for
 the truth-level tests), organised for speed, because ~10 Z candidates are
-needed per selected event.  Stage A is vectorised over all candidates in
-float32 (NumPy's SIMD transcendental functions, ~0.4 ns a value): the lepton's
-collinear fraction z, the tau angle theta*, the mass, the ISR multiplicity K,
-the hardest emission and the soft-kT magnitude.  Then one Numba kernel
-(:mod:`.resonance_kernel`) walks the candidates and drops each at the first
-*exact* bound it fails:
+needed per selected event.  The candidates go through phases; each phase
+draws what its survivors need in bulk (:mod:`.draws`), evaluates the
+transcendental functions vectorised in NumPy, and runs one simple Numba loop
+(:mod:`.resonance_phases`) that finishes the phase's arithmetic, applies an
+*exact* bound and compacts the survivors without a branch:
 
-1. |recoil| <= K pT_max + |soft| (or the two VBF tags + |soft|) and
-   pT_tau <= (m_T sin theta* + pT_B)/2 bound the visible pT by
-   z (pT_tau + m_tau) + m_tau, which must reach the lepton preselection;
-2. the lepton's smearing Gaussian, the hadronic decay (mode, mass, angle, hence
-   its fraction z_h) and the tau_h smearing Gaussian are independent of
-   everything else, so they are drawn next and the same bound is compared with
-   the *actual* lepton and tau_h thresholds (the detector responses increase with
-   the true pT for a fixed Gaussian);
-3. the exact recoil, rapidity and taus, with the bounds at tau level;
-4. the decays, smeared and selected.
+A. all candidates, float32 NumPy: the lepton's collinear fraction z, the tau
+   angle theta*, the mass, the ISR multiplicity K, the hardest emission and
+   the soft-kT magnitude.  |recoil| <= K pT_max + |soft| (or the two VBF tags
+   + |soft|) bounds the tau pT, hence the lepton's visible pT, which must
+   reach the lepton preselection;
+B. the lepton's smearing Gaussian, the hadronic decay (mode, mass, angle, hence
+   its fraction z_h) and the tau_h Gaussian are independent of everything else:
+   the same bound against the *actual* lepton and tau_h thresholds (the
+   detector responses increase with the true pT for a fixed Gaussian);
+C. the exact recoil (Pareto emissions, soft kT), rapidity and taus, with the
+   bounds at tau level (pT and |eta|);
+D. the decays, smeared and selected;
+E. the selected events only: jets (eta drawn now), pile-up and MET.
 
-The survivors go straight through the detector (jets, MET) into the PRI_
-columns.  Dropping a candidate only when it can never pass leaves the selected
+Dropping a candidate only when it can never pass leaves the selected
 distribution unchanged; ``prune=False`` runs every candidate to the end and
 counts selected events a bound would have dropped (tested to be zero).
 """
@@ -29,6 +30,7 @@ counts selected events a bound would have dropped (tested to be zero).
 from __future__ import annotations
 
 import functools
+import threading
 
 import numba
 import numpy as np
@@ -36,17 +38,51 @@ import numpy as np
 from . import calibration as cal
 from . import draws
 from . import kinematics as kin
+from . import resonance_phases as phases
 from .processes import _breit_wigner_u, _cos_theta_star, _multiplicity_sampler_tables, preselection
-from .resonance_kernel import HAD_PY, LEP_PY, PARAMETERS, resonance_events
+from .resonance_kernel import HAD_PY, K, LEP_PY, PARAMETERS, STATE_FIELDS
 
 
 def generate(rng, n: int, cfg: cal.Resonance, det: cal.Detector, prune: bool = True):
     """PRI_ block (16, m) float32 of the selected events among ``n`` candidates
     (and, with ``prune=False``, the number of bound violations)."""
+    par = kernel_parameters(cfg, det)
+    s, m = _candidates(rng, n, cfg, par, prune)
+    # B: the lepton and tau_h Gaussians, the hadronic decay
+    gauss = draws.normals(rng, 2 * m)
+    u = draws.uniforms(rng, 3, m)
+    cos_h = u[2] * np.float32(2.0) - np.float32(1.0)
+    m = phases.hadron_bound(s, m, gauss[:m], gauss[m:], hadronic_mass(u[0], u[1]), cos_h, par, prune)
+    # C: recoil and taus
+    e = phases.emission_offsets(s, m)
+    ept = pareto_pt(phases.pareto_bases(s, m, draws.uniforms(rng, 1, e)[0]), cfg.isr)
+    ephi, ec, es = draws.azimuths(rng, e)
+    _, c, sn = draws.azimuths(rng, 2 * m)
+    ey = draws.normals(rng, m).astype(np.float64)
+    ey *= cfg.rapidity_sigma
+    np.exp(ey, out=ey)
+    m = phases.taus(s, m, ept, ec, es, c[:m], sn[:m], ey, c[m:], sn[m:], par, prune)
+    # D: decays and selection
+    v = draws.uniforms(rng, 1, m)[0]
+    _, c, sn = draws.azimuths(rng, 2 * m)
+    x = phases.michel_fractions(s, m, v)
+    m, violations = phases.decays(s, m, x, c[:m], sn[:m], c[m:], sn[m:], par)
+    # E: detector response of the selected events
+    jets = int(s[:m, K].sum())
+    gauss = draws.normals(rng, 2 * jets + 2 * m)
+    activity = rng.standard_gamma(det.pileup_shape, m) / det.pileup_shape
+    u_side = draws.uniforms(rng, 1, m)[0]
+    block = finish_block(phases.measure(s, m, ept, ec, es, ephi, gauss, activity, u_side, par))
+    return block if prune else (block, violations)
+
+
+def _candidates(rng, n: int, cfg: cal.Resonance, par: np.ndarray, prune: bool):
+    """Stage A: draws for all ``n`` candidates (float32, SIMD), then the state
+    table of those passing the first bound (phases.candidates)."""
     f32 = np.float32
     isr = cfg.isr
-    rows = 8 if cfg.vbf_fraction > 0 else 6
-    u = draws.float32_uniforms(rng.bit_generator.random_raw(rows // 2 * n), rows)
+    vbf = cfg.vbf_fraction > 0
+    u = draws.uniforms(rng, 7 if vbf else 6, n)
     cdf, guide = _multiplicity_sampler_tables(isr.rate, isr.shape)
     z, k = _z_and_multiplicity(u[0], u[3], kin._LEPTON_Z, cdf, guide)
     cos_t = _cos_theta_star(u[1], cfg.angular_1pcos2)
@@ -60,17 +96,57 @@ def generate(rng, n: int, cfg: cal.Resonance, det: cal.Detector, prune: bool = T
         tail = np.log(u[5])
         tail /= k.astype(f32)
     np.expm1(tail, out=tail)
-    np.negative(tail, out=tail)
-    pt_max = np.power(tail, f32(-1.0 / isr.alpha), out=tail)
+    np.negative(tail, out=tail)  # (pt0 / pT_max)^alpha
+    pt_max = np.power(tail, f32(-1.0 / isr.alpha))
     pt_max *= f32(isr.pt0)
-    u_vbf = u[6] if cfg.vbf_fraction > 0 else np.ones(1, dtype=f32)
-    if cfg.vbf_fraction <= 0:
-        u_vbf = np.broadcast_to(u_vbf, (n,))
-    block, violations = resonance_events(
-        rng, z, cos_t, mass, k, pt_max, soft_r, u_vbf, kernel_parameters(cfg, det),
-        hadronic_modes(), np.empty(draws.POOL), prune)
-    block = finish_block(block)
-    return block if prune else (block, violations)
+    span = np.subtract(f32(1.0), tail, out=tail)  # of the K - 1 softer emissions
+    if vbf:  # the Higgs recoils against two tag jets instead of ISR
+        is_vbf = u[6] < f32(cfg.vbf_fraction)
+        tags = np.zeros((2, n))
+        tags[:, is_vbf] = rng.standard_gamma(2.0, (2, int(np.count_nonzero(is_vbf))))
+        tags *= 0.5 * cfg.vbf_jet_pt_mean
+    else:
+        is_vbf, tags = np.zeros(0, dtype=bool), np.zeros((2, 0))
+    s = _workspace(n)
+    return s, phases.candidates(s, z, cos_t, mass, k, pt_max, span, soft_r, is_vbf, tags, par, prune)
+
+
+_local = threading.local()
+
+
+def _workspace(n: int) -> np.ndarray:
+    """The state table (n, STATE_FIELDS), reused batch after batch: a fresh one
+    would be ~10 MB of page faults (first touch) per batch, ~80 ns a selected event."""
+    s = getattr(_local, "state", None)
+    if s is None or s.shape[0] < n:
+        s = _local.state = np.empty((n, STATE_FIELDS))
+    return s[:n]
+
+
+def pareto_pt(base, isr: cal.ISR) -> np.ndarray:
+    """pt0 base^(-1/alpha) as float64, by float32 SIMD exp/log (~1 ns a value,
+    against ~3 ns for a float64 power); 1e-7 is far below any resolution."""
+    pt = np.log(base, out=base)
+    pt *= np.float32(-1.0 / isr.alpha)
+    np.exp(pt, out=pt)
+    pt *= np.float32(isr.pt0)
+    return pt.astype(np.float64)
+
+
+def hadronic_mass(u_mode, u_mass):
+    """Visible mass of the tau_h from two uniforms: the mode by its branching
+    fraction, then its truncated Breit-Wigner (float64 tan, vectorised)."""
+    modes = hadronic_modes()
+    mode = (u_mode >= modes[0, 0]).astype(np.intp)
+    mode += u_mode >= modes[1, 0]
+    a = modes[mode, 3]
+    arg = modes[mode, 4] - a
+    arg *= u_mass
+    arg += a
+    m_vis = np.tan(arg, out=arg)
+    m_vis *= 0.5 * modes[mode, 2]
+    m_vis += modes[mode, 1]
+    return m_vis
 
 
 def finish_block(block: np.ndarray) -> np.ndarray:
