@@ -81,14 +81,15 @@ def _sub_batch(rng, n, cfg, det, par, prune):
     ey = draws.normals(rng, m).astype(np.float64)
     ey *= cfg.rapidity_sigma
     np.exp(ey, out=ey)
-    m = phases.taus(s, m, ept, ec, es, c[:m], sn[:m], ey, c[m:], sn[m:], par, prune)
+    boson = phases.recoil(s, m, ept, ec, es)
+    m = phases.taus(s, m, boson, c[:m], sn[:m], ey, c[m:], sn[m:], par, prune)
     # D: decays and selection
     v = draws.uniforms(rng, 1, m)[0]
     _, c, sn = draws.azimuths(rng, 2 * m)
     x = phases.michel_fractions(s, m, v)
     m, violations = phases.decays(s, m, x, c[:m], sn[:m], c[m:], sn[m:], par)
     # E: detector response of the selected events
-    jets = int(s[:m, K].sum())
+    jets = int(s[K, :m].sum())
     gauss = draws.normals(rng, 2 * jets + 2 * m)
     activity = rng.standard_gamma(det.pileup_shape, m) / det.pileup_shape
     u_side = draws.uniforms(rng, 1, m)[0]
@@ -133,13 +134,18 @@ def _candidates(rng, n: int, cfg: cal.Resonance, par: np.ndarray, prune: bool):
 _local = threading.local()
 
 
+ROW_PAD = 24
+"""Extra columns per state-table row (192 bytes): consecutive rows start in
+different L1 cache sets."""
+
+
 def _workspace(n: int) -> np.ndarray:
-    """The state table (n, STATE_FIELDS), reused batch after batch: a fresh one
-    would be ~10 MB of page faults (first touch) per batch, ~80 ns a selected event."""
+    """The state table (STATE_FIELDS, n), reused sub-batch after sub-batch: a
+    fresh one costs its page faults (first touch) every time."""
     s = getattr(_local, "state", None)
-    if s is None or s.shape[0] < n:
-        s = _local.state = np.empty((n, STATE_FIELDS))
-    return s[:n]
+    if s is None or s.shape[1] < n + ROW_PAD:
+        s = _local.state = np.empty((STATE_FIELDS, n + ROW_PAD))
+    return s
 
 
 def pareto_pt(base, isr: cal.ISR) -> np.ndarray:

@@ -34,10 +34,10 @@ LEP_PY, HAD_PY = 16, 17
 rows 16/17 py, and the MET rows (px, py); see finish_block."""
 
 STATE_FIELDS = 39
-"""Fields of the candidate state table (n, STATE_FIELDS) float64, filled phase by
-phase; each phase compacts its survivors to the front.  One candidate's fields
-are contiguous: field-major rows 512 KB apart alias in the L1 cache (the same
-set for every field) and made the phase loops ~5x slower."""
+"""Rows of the candidate state table (STATE_FIELDS, n) float64, one column a
+candidate, filled phase by phase; each phase compacts its survivors to the
+front.  Rows are padded (resonance.ROW_PAD): rows a multiple of 4 KB apart
+alias in the L1 cache (the same set for every field), ~5x slower loops."""
 # stage A: the candidate and its first bound
 Z, CT, ST, MASS, K, PT_MAX, SPAN, SOFT, TAG0, TAG1, VBF, TAU_MAX, DOOMED = range(13)
 # hadronic decay and the two smearing Gaussians
@@ -48,7 +48,7 @@ SX, SY, E_OFF, T1E, T1X, T1Y, T1Z, T2E, T2X, T2Y, T2Z = range(18, 29)
 LEP_PT, LEP_X, LEP_Y, LEP_Z, LEP_TRUE, HAD_RAW, HAD_X, HAD_Y, HAD_Z, HAD_TRUE = range(29, 39)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def tau_pt_bound(boson_pt, mass, sin_t, cos_t):
     """Largest tau pT for a boson of transverse momentum up to ``boson_pt`` (any
     rapidity) whose tau is at theta* to the beam at rest; increasing in pT_B.
@@ -64,18 +64,18 @@ def tau_pt_bound(boson_pt, mass, sin_t, cos_t):
     return 0.5 * (mass * sin_t + boson_pt * (1.0 + abs(cos_t)) + boson_pt * boson_pt * sin_t / mt)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def visible_pt_bound(z, tau_pt):
     """Largest pT of a visible product carrying the collinear fraction z of a tau."""
     return z * (tau_pt + TAU_MASS) + TAU_MASS
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def lepton_pt(true_pt, gauss, resolution):
     return true_pt * max(1.0 + resolution * gauss, 0.05)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def had_raw_pt(true_pt, gauss, stochastic, constant):
     """Uncalibrated tau_h pT (sigma/pT = S/sqrt(pT) (+) C); the calibrated one is
     had_scale times it.  Increasing in the true pT for any fixed ``gauss``."""
@@ -83,7 +83,7 @@ def had_raw_pt(true_pt, gauss, stochastic, constant):
     return true_pt * max(1.0 + sigma * gauss, 0.05)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def decay_along_flight(e, px, py, pz, m_parent, m1, m2, cos_t, c, s):
     """Daughter 1 of a two-body decay at ``cos_t`` to the parent's flight direction
     at rest, azimuth (c, s) = (cos, sin); as kinematics.decay_along_flight."""

@@ -1,12 +1,13 @@
 """The phase kernels of the H/Z -> tau tau fast path (see :mod:`.resonance`).
 
-Each kernel is one simple loop over the survivors of the previous phase, held
-as the columns of the candidate state table ``s`` (rows: resonance_kernel.Z ..
-HAD_TRUE).  It reads column i, computes the phase's exact bound and writes the
-column back at j <= i, then advances j by the pass flag: the compaction has no
-data-dependent branch, because a mispredicted branch on a value at the end of
-a long dependency chain stalls the pipeline (~30 ns) and about half of the
-candidates go each way.  Random numbers arrive as arrays drawn in bulk and
+The survivors of the previous phase are the first m columns of the state
+table ``s`` (fields resonance_kernel.Z .. HAD_TRUE as rows).  Each phase is a
+compute loop with no branch and no carried state, so that LLVM vectorises it
+(sqrt and divisions 8 candidates at a time with AVX-512), which writes its
+fields and pass flag in place, then :func:`compact` moves the survivors'
+fields that later phases read to the front, again without a data-dependent
+branch: a mispredicted branch on a value at the end of a long dependency chain
+stalls the pipeline (~30 ns) and about half of the candidates go each way.  Random numbers arrive as arrays drawn in bulk and
 transcendental functions are evaluated vectorised in NumPy between phases, so
 the loops hold only arithmetic and sqrt.
 
@@ -35,36 +36,66 @@ from .resonance_kernel import (
 )
 
 
-@numba.njit(cache=True)
-def _move(s, rows, i, j):
-    """The first ``rows`` fields of candidate i to slot j (j <= i: in place)."""
-    for r in range(rows):
-        s[j, r] = s[i, r]
+@numba.njit(cache=True, error_model="numpy")
+def compact(s, m, passed, rows):
+    """Survivors (``passed``) of the first m columns to the front, for the
+    fields ``rows`` only; returns their number."""
+    keep = np.empty(m, dtype=np.int64)
+    j = 0
+    for i in range(m):
+        keep[j] = i
+        j += passed[i]
+    for r in rows:
+        row = s[r]
+        for a in range(j):  # keep[a] >= a: in place
+            row[a] = row[keep[a]]
+    return j
 
 
-@numba.njit(cache=True)
+AFTER_HADRON = np.array([Z, CT, ST, MASS, K, PT_MAX, SPAN, SOFT, TAG0, TAG1, VBF, DOOMED,
+                         G_LEP, G_HAD, M_VIS, Z_HAD, COS_H])
+AFTER_TAUS = np.array([Z, K, VBF, E_OFF, DOOMED, G_LEP, G_HAD, M_VIS, COS_H, SX, SY,
+                       T1E, T1X, T1Y, T1Z, T2E, T2X, T2Y, T2Z])
+AFTER_DECAYS = np.array([K, VBF, E_OFF, SX, SY, LEP_PT, LEP_X, LEP_Y, LEP_Z, LEP_TRUE,
+                         HAD_RAW, HAD_X, HAD_Y, HAD_Z, HAD_TRUE])
+"""The fields each compaction keeps: those later phases read."""
+TAUS_OUT = np.array([DOOMED, SX, SY, T1E, T1X, T1Y, T1Z, T2E, T2X, T2Y, T2Z])
+DECAYS_OUT = np.array([LEP_PT, LEP_X, LEP_Y, LEP_Z, LEP_TRUE, HAD_RAW, HAD_X, HAD_Y, HAD_Z, HAD_TRUE])
+"""The fields :func:`taus` / :func:`decays` compute, in the order of their
+local block: writing the state table itself from the compute loop needs more
+runtime alias checks than LLVM allows, and the loop stays scalar (~2x slower)."""
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _store(s, new, rows, m):
+    for r in range(rows.size):
+        s[rows[r], :m] = new[r, :m]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def candidates(s, z, cos_t, mass, k, pt_max, span, soft_r, vbf, tags, par, prune):
     """Stage A: the candidates whose lepton can reach the preselection, written
     to the state table ``s``; returns their number.  |recoil| <= K pT_max +
     |soft| (or the two VBF tags + |soft|) bounds the tau pT (tau_pt_bound),
     hence the lepton pT.  ``vbf`` (bool) and ``tags`` (2, n) are empty when the
-    process has no VBF component.
-
-    Three loops: the bound (no branch, no carried state: LLVM vectorises it),
-    the survivors' indices (branch-free compaction), their fields."""
+    process has no VBF component."""
     n = z.size
     lep_pre = par[LEP_PRE]
     has_vbf = vbf.size > 0
+    bound = np.empty(n)
+    for i in range(n):
+        bound[i] = k[i] * np.float64(pt_max[i]) + np.float64(soft_r[i])
+    if has_vbf:
+        for i in range(n):
+            tag = tags[0, i] + tags[1, i] + np.float64(soft_r[i])
+            bound[i] = tag if vbf[i] else bound[i]
     tau_max = np.empty(n)
     doomed = np.empty(n, dtype=np.bool_)
     for i in range(n):
         ct = np.float64(cos_t[i])
         st = math.sqrt(max(1.0 - ct * ct, 0.0))
-        bound = k[i] * np.float64(pt_max[i]) + np.float64(soft_r[i])
-        if has_vbf:
-            bound = (tags[0, i] + tags[1, i] + np.float64(soft_r[i])) if vbf[i] else bound
         # float32 inputs: 1e-4 margin
-        t = tau_pt_bound(bound * 1.0001 + 1e-3, np.float64(mass[i]), st, ct)
+        t = tau_pt_bound(bound[i] * 1.0001 + 1e-3, np.float64(mass[i]), st, ct)
         tau_max[i] = t
         doomed[i] = visible_pt_bound(np.float64(z[i]), t) < lep_pre
     keep = np.empty(n, dtype=np.int64)
@@ -76,23 +107,23 @@ def candidates(s, z, cos_t, mass, k, pt_max, span, soft_r, vbf, tags, par, prune
         i = keep[a]
         ct = np.float64(cos_t[i])
         v = has_vbf and vbf[i]
-        s[a, Z] = z[i]
-        s[a, CT] = ct
-        s[a, ST] = math.sqrt(max(1.0 - ct * ct, 0.0))
-        s[a, MASS] = mass[i]
-        s[a, K] = 2 if v else k[i]
-        s[a, PT_MAX] = pt_max[i]
-        s[a, SPAN] = span[i]
-        s[a, SOFT] = soft_r[i]
-        s[a, TAG0] = tags[0, i] if v else 0.0
-        s[a, TAG1] = tags[1, i] if v else 0.0
-        s[a, VBF] = v
-        s[a, TAU_MAX] = tau_max[i]
-        s[a, DOOMED] = doomed[i]
+        s[Z, a] = z[i]
+        s[CT, a] = ct
+        s[ST, a] = math.sqrt(max(1.0 - ct * ct, 0.0))
+        s[MASS, a] = mass[i]
+        s[K, a] = 2 if v else k[i]
+        s[PT_MAX, a] = pt_max[i]
+        s[SPAN, a] = span[i]
+        s[SOFT, a] = soft_r[i]
+        s[TAG0, a] = tags[0, i] if v else 0.0
+        s[TAG1, a] = tags[1, i] if v else 0.0
+        s[VBF, a] = v
+        s[TAU_MAX, a] = tau_max[i]
+        s[DOOMED, a] = doomed[i]
     return na
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def hadron_bound(s, m, g_lep, g_had, m_vis, cos_h, par, prune):
     """The lepton's smearing Gaussian and the hadronic decay (mass, angle, hence
     its fraction z_had) and the tau_h Gaussian are independent of everything
@@ -100,83 +131,94 @@ def hadron_bound(s, m, g_lep, g_had, m_vis, cos_h, par, prune):
     (both responses increase with the true pT for a fixed Gaussian)."""
     lep_res, lep_min = par[LEP_RES], par[LEP_PT_MIN]
     had_scale, had_stoch, had_res, had_min = par[HAD_SCALE], par[HAD_STOCH], par[HAD_RES], par[HAD_PT_MIN]
-    j = 0
+    passed = np.empty(m, dtype=np.bool_)
     for i in range(m):
-        tau_max = s[i, TAU_MAX]
+        tau_max = s[TAU_MAX, i]
         gl = np.float64(g_lep[i])
         gh = np.float64(g_had[i])
         ch = np.float64(cos_h[i])
         mv = m_vis[i]
         r = (mv / TAU_MASS) ** 2
         zh = 0.5 * ((1.0 + r) + (1.0 - r) * ch)
-        doomed = ((s[i, DOOMED] != 0.0)
-                  | (lepton_pt(visible_pt_bound(s[i, Z], tau_max), gl, lep_res) <= lep_min)
+        doomed = ((s[DOOMED, i] != 0.0)
+                  | (lepton_pt(visible_pt_bound(s[Z, i], tau_max), gl, lep_res) <= lep_min)
                   | (had_raw_pt(visible_pt_bound(zh, tau_max), gh, had_stoch, had_res) * had_scale
                      <= had_min))
-        _move(s, G_LEP, i, j)
-        s[j, DOOMED] = doomed
-        s[j, G_LEP] = gl
-        s[j, G_HAD] = gh
-        s[j, M_VIS] = mv
-        s[j, Z_HAD] = zh
-        s[j, COS_H] = ch
-        j += not (doomed and prune)
-    return j
+        s[DOOMED, i] = doomed
+        s[G_LEP, i] = gl
+        s[G_HAD, i] = gh
+        s[M_VIS, i] = mv
+        s[Z_HAD, i] = zh
+        s[COS_H, i] = ch
+        passed[i] = not (doomed and prune)
+    return compact(s, m, passed, AFTER_HADRON)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def emission_offsets(s, m):
     """First index of each candidate's emissions in the phase's emission arrays, and their total."""
     o = 0
     for i in range(m):
-        s[i, E_OFF] = o
-        o += int(s[i, K])
+        s[E_OFF, i] = o
+        o += int(s[K, i])
     return o
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def pareto_bases(s, m, u):
     """1 - u span per emission (float32): the hardest emission is pT_max, the
     K - 1 others Pareto truncated at it, pT = pt0 base^(-1/alpha) with span =
     1 - (pt0/pT_max)^alpha (the power is taken vectorised; the first emission
-    and VBF tags get 1 and are replaced in :func:`taus`)."""
+    and VBF tags get 1 and are replaced in :func:`recoil`)."""
     base = np.empty(u.size, dtype=np.float32)
     for i in range(m):
-        o = int(s[i, E_OFF])
-        span = np.float32(s[i, SPAN])
+        o = int(s[E_OFF, i])
+        span = np.float32(s[SPAN, i])
         base[o] = 1.0
-        for e in range(o + 1, o + int(s[i, K])):
+        for e in range(o + 1, o + int(s[K, i])):
             base[e] = np.float32(1.0) - u[e] * span
     return base
 
 
-@numba.njit(cache=True)
-def taus(s, m, ept, ec, es, soft_c, soft_s, ey, tau_c, tau_s, par, prune):
-    """Exact recoil (emissions and soft kT), boson (rapidity via ey = e^y) and
-    the two taus; the bounds again at tau level (pT and |eta| preselection).
-    ``ept`` (float64) holds the Pareto pTs and gets the first emissions and tags."""
-    lep_res, lep_min = par[LEP_RES], par[LEP_PT_MIN]
-    had_scale, had_stoch, had_res, had_min = par[HAD_SCALE], par[HAD_STOCH], par[HAD_RES], par[HAD_PT_MIN]
-    sinh_lep_pre, sinh_had_pre = par[SINH_LEP_PRE_ETA], par[SINH_HAD_PRE_ETA]
-    j = 0
+@numba.njit(cache=True, error_model="numpy")
+def recoil(s, m, ept, ec, es):
+    """Transverse momentum (2, m) of the emissions each candidate recoils
+    against; ``ept`` (float64, the Pareto pTs) gets the hardest emissions and
+    the VBF tags."""
+    out = np.empty((2, m))
     for i in range(m):
-        o = int(s[i, E_OFF])
-        k = int(s[i, K])
-        vbf = s[i, VBF] != 0.0
+        o = int(s[E_OFF, i])
+        vbf = s[VBF, i] != 0.0
         px = 0.0
         py = 0.0
-        for e in range(o, o + k):
-            pt = s[i, PT_MAX] if e == o else ept[e]
+        for e in range(o, o + int(s[K, i])):
+            pt = s[PT_MAX, i] if e == o else ept[e]
             if vbf:
-                pt = s[i, TAG0] if e == o else s[i, TAG1]
+                pt = s[TAG0, i] if e == o else s[TAG1, i]
             ept[e] = pt
             px -= pt * ec[e]
             py -= pt * es[e]
-        sr = s[i, SOFT]
+        out[0, i] = px
+        out[1, i] = py
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def taus(s, m, boson, soft_c, soft_s, ey, tau_c, tau_s, par, prune):
+    """Exact boson (recoil ``boson`` (2, m), soft kT, rapidity via ey = e^y)
+    and the two taus; the bounds again at tau level (pT and |eta|
+    preselection)."""
+    lep_res, lep_min = par[LEP_RES], par[LEP_PT_MIN]
+    had_scale, had_stoch, had_res, had_min = par[HAD_SCALE], par[HAD_STOCH], par[HAD_RES], par[HAD_PT_MIN]
+    sinh_lep_pre, sinh_had_pre = par[SINH_LEP_PRE_ETA], par[SINH_HAD_PRE_ETA]
+    passed = np.empty(m, dtype=np.bool_)
+    new = np.empty((TAUS_OUT.size, m))
+    for i in range(m):
+        sr = s[SOFT, i]
         sx, sy = sr * np.float64(soft_c[i]), sr * np.float64(soft_s[i])
-        px -= sx
-        py -= sy
-        mm, ct, st = s[i, MASS], s[i, CT], s[i, ST]
+        px = boson[0, i] - sx
+        py = boson[1, i] - sy
+        mm, ct, st = s[MASS, i], s[CT, i], s[ST, i]
         mt = math.sqrt(mm * mm + px * px + py * py)
         ex = ey[i]
         be, bz = 0.5 * mt * (ex + 1.0 / ex), 0.5 * mt * (ex - 1.0 / ex)
@@ -194,24 +236,21 @@ def taus(s, m, ept, ec, es, soft_c, soft_s, ey, tau_c, tau_s, par, prune):
         t2e, t2x, t2y, t2z = be - t1e, px - t1x, py - t1y, bz - t1z
         pt1 = math.sqrt(t1x * t1x + t1y * t1y)
         pt2 = math.sqrt(t2x * t2x + t2y * t2y)
-        doomed = ((s[i, DOOMED] != 0.0)
-                  | (lepton_pt(visible_pt_bound(s[i, Z], pt1), s[i, G_LEP], lep_res) <= lep_min)
+        doomed = ((s[DOOMED, i] != 0.0)
+                  | (lepton_pt(visible_pt_bound(s[Z, i], pt1), s[G_LEP, i], lep_res) <= lep_min)
                   | (t1z * t1z > (pt1 * sinh_lep_pre) ** 2)
-                  | (had_raw_pt(visible_pt_bound(s[i, Z_HAD], pt2), s[i, G_HAD], had_stoch, had_res)
+                  | (had_raw_pt(visible_pt_bound(s[Z_HAD, i], pt2), s[G_HAD, i], had_stoch, had_res)
                      * had_scale <= had_min)
                   | (t2z * t2z > (pt2 * sinh_had_pre) ** 2))
-        _move(s, SX, i, j)
-        s[j, DOOMED] = doomed
-        s[j, SX] = sx
-        s[j, SY] = sy
-        s[j, E_OFF] = o
-        s[j, T1E], s[j, T1X], s[j, T1Y], s[j, T1Z] = t1e, t1x, t1y, t1z
-        s[j, T2E], s[j, T2X], s[j, T2Y], s[j, T2Z] = t2e, t2x, t2y, t2z
-        j += not (doomed and prune)
-    return j
+        new[0, i], new[1, i], new[2, i] = doomed, sx, sy
+        new[3, i], new[4, i], new[5, i], new[6, i] = t1e, t1x, t1y, t1z
+        new[7, i], new[8, i], new[9, i], new[10, i] = t2e, t2x, t2y, t2z
+        passed[i] = not (doomed and prune)
+    _store(s, new, TAUS_OUT, m)
+    return compact(s, m, passed, AFTER_TAUS)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def michel_fractions(s, m, v):
     """Michel fraction x given z for the first m candidates: the 6 safeguarded
     Newton steps of kinematics.michel_given_z, step-major.  One candidate's
@@ -222,7 +261,7 @@ def michel_fractions(s, m, v):
     zs = np.empty(m)
     target = np.empty(m)
     for i in range(m):
-        z = s[i, Z]
+        z = s[Z, i]
         vi = np.float64(v[i])
         gz = 3.0 * z * z - (4.0 / 3.0) * z * z * z
         zs[i] = z
@@ -237,7 +276,7 @@ def michel_fractions(s, m, v):
     return x
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def decays(s, m, x_michel, lep_c, lep_s, had_c, had_s, par):
     """The tau decays (lepton: Michel fraction given z; tau_h: the drawn mass and
     angle), measured and selected; returns the selected count and the number of
@@ -245,35 +284,33 @@ def decays(s, m, x_michel, lep_c, lep_s, had_c, had_s, par):
     lep_res, lep_min, sinh_lep = par[LEP_RES], par[LEP_PT_MIN], par[SINH_LEP_ETA]
     had_scale, had_stoch, had_res, had_min = par[HAD_SCALE], par[HAD_STOCH], par[HAD_RES], par[HAD_PT_MIN]
     sinh_had = par[SINH_HAD_ETA]
-    j = 0
+    selected = np.empty(m, dtype=np.bool_)
+    new = np.empty((DECAYS_OUT.size, m))
     violations = 0
     for i in range(m):
-        z = s[i, Z]
+        z = s[Z, i]
         x = x_michel[i]
         cos_l = min(max(2.0 * z / x - 1.0, -1.0), 1.0)
-        lep = decay_along_flight(s[i, T1E], s[i, T1X], s[i, T1Y], s[i, T1Z], TAU_MASS, 0.0,
+        lep = decay_along_flight(s[T1E, i], s[T1X, i], s[T1Y, i], s[T1Z, i], TAU_MASS, 0.0,
                                  TAU_MASS * math.sqrt(max(1.0 - x, 0.0)), cos_l,
                                  np.float64(lep_c[i]), np.float64(lep_s[i]))
         lep_true = math.sqrt(lep[1] * lep[1] + lep[2] * lep[2])
-        lep_pt = lepton_pt(lep_true, s[i, G_LEP], lep_res)
-        had = decay_along_flight(s[i, T2E], s[i, T2X], s[i, T2Y], s[i, T2Z], TAU_MASS, s[i, M_VIS],
-                                 0.0, s[i, COS_H], np.float64(had_c[i]), np.float64(had_s[i]))
+        lep_pt = lepton_pt(lep_true, s[G_LEP, i], lep_res)
+        had = decay_along_flight(s[T2E, i], s[T2X, i], s[T2Y, i], s[T2Z, i], TAU_MASS, s[M_VIS, i],
+                                 0.0, s[COS_H, i], np.float64(had_c[i]), np.float64(had_s[i]))
         had_true = math.sqrt(had[1] * had[1] + had[2] * had[2])
-        had_raw = had_raw_pt(had_true, s[i, G_HAD], had_stoch, had_res)
-        selected = ((lep_pt > lep_min) & (lep[3] * lep[3] < (lep_true * sinh_lep) ** 2)
-                    & (had_raw * had_scale > had_min) & (had[3] * had[3] < (had_true * sinh_had) ** 2))
-        violations += selected and s[i, DOOMED] != 0.0
-        s[j, K], s[j, VBF], s[j, E_OFF] = s[i, K], s[i, VBF], s[i, E_OFF]
-        s[j, SX], s[j, SY] = s[i, SX], s[i, SY]
-        s[j, LEP_PT], s[j, LEP_X], s[j, LEP_Y], s[j, LEP_Z], s[j, LEP_TRUE] = (
-            lep_pt, lep[1], lep[2], lep[3], lep_true)
-        s[j, HAD_RAW], s[j, HAD_X], s[j, HAD_Y], s[j, HAD_Z], s[j, HAD_TRUE] = (
-            had_raw, had[1], had[2], had[3], had_true)
-        j += selected
-    return j, violations
+        had_raw = had_raw_pt(had_true, s[G_HAD, i], had_stoch, had_res)
+        sel = ((lep_pt > lep_min) & (lep[3] * lep[3] < (lep_true * sinh_lep) ** 2)
+               & (had_raw * had_scale > had_min) & (had[3] * had[3] < (had_true * sinh_had) ** 2))
+        selected[i] = sel
+        violations += sel & (s[DOOMED, i] != 0.0)
+        new[0, i], new[1, i], new[2, i], new[3, i], new[4, i] = lep_pt, lep[1], lep[2], lep[3], lep_true
+        new[5, i], new[6, i], new[7, i], new[8, i], new[9, i] = had_raw, had[1], had[2], had[3], had_true
+    _store(s, new, DECAYS_OUT, m)
+    return compact(s, m, selected, AFTER_DECAYS), violations
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def measure(s, m, ept, ec, es, ephi, gauss, activity, u_side, par):
     """Kernel block (ROWS, m) of the selected events: lepton and tau_h momenta,
     jets from the emissions (eta drawn now: Gaussian, or VBF tags in opposite
@@ -286,25 +323,25 @@ def measure(s, m, ept, ec, es, ephi, gauss, activity, u_side, par):
     out = np.empty((ROWS, m))
     q = 0
     for i in range(m):
-        lep_pt, lep_true = s[i, LEP_PT], s[i, LEP_TRUE]
-        had_raw, had_true = s[i, HAD_RAW], s[i, HAD_TRUE]
+        lep_pt, lep_true = s[LEP_PT, i], s[LEP_TRUE, i]
+        had_raw, had_true = s[HAD_RAW, i], s[HAD_TRUE, i]
         # momenta for now: eta and phi are computed vectorised afterwards (finish_block)
         out[0, i] = lep_pt
-        out[1, i] = s[i, LEP_Z] / lep_true
-        out[2, i] = s[i, LEP_X]
-        out[LEP_PY, i] = s[i, LEP_Y]
+        out[1, i] = s[LEP_Z, i] / lep_true
+        out[2, i] = s[LEP_X, i]
+        out[LEP_PY, i] = s[LEP_Y, i]
         out[3, i] = had_raw * had_scale
-        out[4, i] = s[i, HAD_Z] / had_true
-        out[5, i] = s[i, HAD_X]
-        out[HAD_PY, i] = s[i, HAD_Y]
+        out[4, i] = s[HAD_Z, i] / had_true
+        out[5, i] = s[HAD_X, i]
+        out[HAD_PY, i] = s[HAD_Y, i]
         # MET: minus everything measured, tau and jets at the raw scale
-        vx = lep_pt * s[i, LEP_X] / lep_true + had_raw * s[i, HAD_X] / had_true
-        vy = lep_pt * s[i, LEP_Y] / lep_true + had_raw * s[i, HAD_Y] / had_true
-        vbf = s[i, VBF] != 0.0
+        vx = lep_pt * s[LEP_X, i] / lep_true + had_raw * s[HAD_X, i] / had_true
+        vy = lep_pt * s[LEP_Y, i] / lep_true + had_raw * s[HAD_Y, i] / had_true
+        vbf = s[VBF, i] != 0.0
         side = 1.0 if u_side[i] < 0.5 else -1.0
         state = jets.NO_JETS
-        o = int(s[i, E_OFF])
-        for e in range(o, o + int(s[i, K])):
+        o = int(s[E_OFF, i])
+        for e in range(o, o + int(s[K, i])):
             g_eta = np.float64(gauss[q])
             raw = jets.jet_response(ept[e], np.float64(gauss[q + 1]), jet_noise, jet_stoch, jet_const)
             q += 2
@@ -319,7 +356,7 @@ def measure(s, m, ept, ec, es, ephi, gauss, activity, u_side, par):
         for r in range(8):
             out[jets.LEAD_PT + r, i] = state[r]
         noise = soft_noise * math.sqrt(activity[i])
-        out[14, i] = -(vx + soft_response * s[i, SX] + noise * np.float64(gauss[q]))
-        out[15, i] = -(vy + soft_response * s[i, SY] + noise * np.float64(gauss[q + 1]))
+        out[14, i] = -(vx + soft_response * s[SX, i] + noise * np.float64(gauss[q]))
+        out[15, i] = -(vy + soft_response * s[SY, i] + noise * np.float64(gauss[q + 1]))
         q += 2
     return out
