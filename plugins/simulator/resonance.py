@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from . import calibration as cal
-from . import draws
+from . import draws, emissions
 from . import kinematics as kin
 from . import resonance_phases as phases
 from .processes import _breit_wigner_u, _cos_theta_star, _multiplicity_sampler_tables, preselection
@@ -74,15 +74,17 @@ def _sub_batch(rng, n, cfg, det, par, prune):
     cos_h = u[2] * np.float32(2.0) - np.float32(1.0)
     m = phases.hadron_bound(s, m, gauss[:m], gauss[m:], hadronic_mass(u[0], u[1]), cos_h, par, prune)
     # C: recoil and taus
-    e = phases.emission_offsets(s, m)
-    ept = pareto_pt(phases.pareto_bases(s, m, draws.uniforms(rng, 1, e)[0]), cfg.isr)
-    ephi, ec, es = draws.azimuths(rng, e)
+    owner, starts = emissions.layout(s, m)
+    ept = emissions.pareto_pt(s, owner, draws.uniforms(rng, 1, owner.size)[0], cfg.isr)
+    ephi, ec, es = draws.azimuths(rng, owner.size)
     _, c, sn = draws.azimuths(rng, 2 * m)
-    ey = draws.normals(rng, m).astype(np.float64)
-    ey *= cfg.rapidity_sigma
-    np.exp(ey, out=ey)
-    boson = phases.recoil(s, m, ept, ec, es)
-    m = phases.taus(s, m, boson, c[:m], sn[:m], ey, c[m:], sn[m:], par, prune)
+    y = draws.normals(rng, m).astype(np.float64)
+    y *= cfg.rapidity_sigma
+    ey = np.exp(y)
+    np.negative(y, out=y)
+    ey_inv = np.exp(y, out=y)
+    boson = emissions.recoil(s, m, owner, starts, ept, ec, es)
+    m = phases.taus(s, m, boson, c[:m], sn[:m], ey, ey_inv, c[m:], sn[m:], par, prune)
     # D: decays and selection
     v = draws.uniforms(rng, 1, m)[0]
     _, c, sn = draws.azimuths(rng, 2 * m)
@@ -148,30 +150,14 @@ def _workspace(n: int) -> np.ndarray:
     return s
 
 
-def pareto_pt(base, isr: cal.ISR) -> np.ndarray:
-    """pt0 base^(-1/alpha) as float64, by float32 SIMD exp/log (~1 ns a value,
-    against ~3 ns for a float64 power); 1e-7 is far below any resolution."""
-    pt = np.log(base, out=base)
-    pt *= np.float32(-1.0 / isr.alpha)
-    np.exp(pt, out=pt)
-    pt *= np.float32(isr.pt0)
-    return pt.astype(np.float64)
-
-
 def hadronic_mass(u_mode, u_mass):
     """Visible mass of the tau_h from two uniforms: the mode by its branching
-    fraction, then its truncated Breit-Wigner (float64 tan, vectorised)."""
+    fraction, then its truncated Breit-Wigner, mass + width/2 tan(a + (b - a) u)
+    (the tan vectorised in float64 NumPy, the table look-ups in one loop)."""
     modes = hadronic_modes()
-    mode = (u_mode >= modes[0, 0]).astype(np.intp)
-    mode += u_mode >= modes[1, 0]
-    a = modes[mode, 3]
-    arg = modes[mode, 4] - a
-    arg *= u_mass
-    arg += a
-    m_vis = np.tan(arg, out=arg)
-    m_vis *= 0.5 * modes[mode, 2]
-    m_vis += modes[mode, 1]
-    return m_vis
+    mode, arg = phases.breit_wigner_angles(u_mode, u_mass, modes)
+    np.tan(arg, out=arg)
+    return phases.breit_wigner_masses(mode, arg, modes)
 
 
 def finish_block(block: np.ndarray) -> np.ndarray:

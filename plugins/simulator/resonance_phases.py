@@ -124,6 +124,32 @@ def candidates(s, z, cos_t, mass, k, pt_max, span, soft_r, vbf, tags, par, prune
 
 
 @numba.njit(cache=True, error_model="numpy")
+def breit_wigner_angles(u_mode, u_mass, modes):
+    """Hadronic mode (by the cumulative fractions in modes[:, 0]) and the angle
+    a + (b - a) u of its Breit-Wigner (see resonance.hadronic_modes)."""
+    n = u_mode.size
+    mode = np.empty(n, dtype=np.int64)
+    arg = np.empty(n)
+    c0, c1 = modes[0, 0], modes[1, 0]
+    for i in range(n):
+        md = (u_mode[i] >= c0) + (u_mode[i] >= c1)
+        a = modes[md, 3]
+        mode[i] = md
+        arg[i] = a + (modes[md, 4] - a) * np.float64(u_mass[i])
+    return mode, arg
+
+
+@numba.njit(cache=True, error_model="numpy")
+def breit_wigner_masses(mode, tan_arg, modes):
+    """mass + width/2 tan(angle) per mode (width 0: the mode's fixed mass)."""
+    out = np.empty(mode.size)
+    for i in range(mode.size):
+        md = mode[i]
+        out[i] = modes[md, 1] + 0.5 * modes[md, 2] * tan_arg[i]
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
 def hadron_bound(s, m, g_lep, g_had, m_vis, cos_h, par, prune):
     """The lepton's smearing Gaussian and the hadronic decay (mass, angle, hence
     its fraction z_had) and the tau_h Gaussian are independent of everything
@@ -155,59 +181,11 @@ def hadron_bound(s, m, g_lep, g_had, m_vis, cos_h, par, prune):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def emission_offsets(s, m):
-    """First index of each candidate's emissions in the phase's emission arrays, and their total."""
-    o = 0
-    for i in range(m):
-        s[E_OFF, i] = o
-        o += int(s[K, i])
-    return o
-
-
-@numba.njit(cache=True, error_model="numpy")
-def pareto_bases(s, m, u):
-    """1 - u span per emission (float32): the hardest emission is pT_max, the
-    K - 1 others Pareto truncated at it, pT = pt0 base^(-1/alpha) with span =
-    1 - (pt0/pT_max)^alpha (the power is taken vectorised; the first emission
-    and VBF tags get 1 and are replaced in :func:`recoil`)."""
-    base = np.empty(u.size, dtype=np.float32)
-    for i in range(m):
-        o = int(s[E_OFF, i])
-        span = np.float32(s[SPAN, i])
-        base[o] = 1.0
-        for e in range(o + 1, o + int(s[K, i])):
-            base[e] = np.float32(1.0) - u[e] * span
-    return base
-
-
-@numba.njit(cache=True, error_model="numpy")
-def recoil(s, m, ept, ec, es):
-    """Transverse momentum (2, m) of the emissions each candidate recoils
-    against; ``ept`` (float64, the Pareto pTs) gets the hardest emissions and
-    the VBF tags."""
-    out = np.empty((2, m))
-    for i in range(m):
-        o = int(s[E_OFF, i])
-        vbf = s[VBF, i] != 0.0
-        px = 0.0
-        py = 0.0
-        for e in range(o, o + int(s[K, i])):
-            pt = s[PT_MAX, i] if e == o else ept[e]
-            if vbf:
-                pt = s[TAG0, i] if e == o else s[TAG1, i]
-            ept[e] = pt
-            px -= pt * ec[e]
-            py -= pt * es[e]
-        out[0, i] = px
-        out[1, i] = py
-    return out
-
-
-@numba.njit(cache=True, error_model="numpy")
-def taus(s, m, boson, soft_c, soft_s, ey, tau_c, tau_s, par, prune):
-    """Exact boson (recoil ``boson`` (2, m), soft kT, rapidity via ey = e^y)
-    and the two taus; the bounds again at tau level (pT and |eta|
-    preselection)."""
+def taus(s, m, boson, soft_c, soft_s, ey, ey_inv, tau_c, tau_s, par, prune):
+    """Exact boson (recoil ``boson`` (2, m), soft kT, rapidity via ey = e^y and
+    ey_inv = e^-y) and the two taus; the bounds again at tau level (pT and |eta|
+    preselection).  Four divisions and five square roots a candidate: they
+    are the loop's throughput limit (one every ~5 cycles each)."""
     lep_res, lep_min = par[LEP_RES], par[LEP_PT_MIN]
     had_scale, had_stoch, had_res, had_min = par[HAD_SCALE], par[HAD_STOCH], par[HAD_RES], par[HAD_PT_MIN]
     sinh_lep_pre, sinh_had_pre = par[SINH_LEP_PRE_ETA], par[SINH_HAD_PRE_ETA]
@@ -220,16 +198,17 @@ def taus(s, m, boson, soft_c, soft_s, ey, tau_c, tau_s, par, prune):
         py = boson[1, i] - sy
         mm, ct, st = s[MASS, i], s[CT, i], s[ST, i]
         mt = math.sqrt(mm * mm + px * px + py * py)
-        ex = ey[i]
-        be, bz = 0.5 * mt * (ex + 1.0 / ex), 0.5 * mt * (ex - 1.0 / ex)
+        ex, ex_inv = ey[i], ey_inv[i]
+        be, bz = 0.5 * mt * (ex + ex_inv), 0.5 * mt * (ex - ex_inv)
         # tau 1 at theta* to the beam at rest (uniform azimuth), boosted to the lab
-        pstar = math.sqrt(max((mm * mm - 4.0 * TAU_MASS * TAU_MASS) * mm * mm, 0.0)) / (2.0 * mm)
+        pstar = 0.5 * math.sqrt(max(mm * mm - 4.0 * TAU_MASS * TAU_MASS, 0.0))
         e1 = 0.5 * mm
         dx = pstar * st * np.float64(tau_c[i])
         dy = pstar * st * np.float64(tau_s[i])
         dz = pstar * ct
         gamma = be / mm
-        bx, by, bzz = px / be, py / be, bz / be
+        inv_be = 1.0 / be
+        bx, by, bzz = px * inv_be, py * inv_be, bz * inv_be
         bp = bx * dx + by * dy + bzz * dz
         kk = gamma * gamma / (gamma + 1.0) * bp + gamma * e1
         t1e, t1x, t1y, t1z = gamma * (e1 + bp), dx + kk * bx, dy + kk * by, dz + kk * bzz
