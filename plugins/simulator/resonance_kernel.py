@@ -88,10 +88,11 @@ def decay_along_flight(e, px, py, pz, m_parent, m1, m2, cos_t, c, s):
     """Daughter 1 of a two-body decay at ``cos_t`` to the parent's flight direction
     at rest, azimuth (c, s) = (cos, sin); as kinematics.decay_along_flight."""
     ss = m_parent * m_parent
-    pstar = math.sqrt(max((ss - (m1 + m2) ** 2) * (ss - (m1 - m2) ** 2), 0.0)) / (2.0 * m_parent)
-    e1 = (ss + m1 * m1 - m2 * m2) / (2.0 * m_parent)
+    half_inv = 0.5 / m_parent  # constant-folded for the tau: divisions limit the decay loop
+    pstar = math.sqrt(max((ss - (m1 + m2) ** 2) * (ss - (m1 - m2) ** 2), 0.0)) * half_inv
+    e1 = (ss + m1 * m1 - m2 * m2) * half_inv
     p = math.sqrt(px * px + py * py + pz * pz)
-    gamma, bg = e / m_parent, p / m_parent
+    gamma, bg = 2.0 * e * half_inv, 2.0 * p * half_inv
     inv = 1.0 / max(p, 1e-300)
     ux, uy, uz = px * inv, py * inv, pz * inv
     sign = 1.0 if uz >= 0.0 else -1.0
