@@ -280,3 +280,49 @@ def test_fast_path_matches_numpy_reference(process):
     ref = np.concatenate(ref, axis=1)
     for row, name in enumerate(PRIMARY):
         assert ks_2samp(fast[row], ref[row]).pvalue > 1e-3, name
+    # correlations between the PRI_ columns: the derived features built from them
+    fast_der = compute_derived(dict(zip(PRIMARY, fast)))
+    ref_der = compute_derived(dict(zip(PRIMARY, ref)))
+    for name in ("DER_mass_vis", "DER_mass_transverse_met_lep", "DER_deltar_had_lep", "DER_pt_h",
+                 "DER_pt_ratio_lep_had", "DER_met_phi_centrality"):
+        assert ks_2samp(fast_der[name], ref_der[name]).pvalue > 1e-3, name
+
+
+def test_bulk_draws_are_uniform_normal_and_deterministic():
+    """draws.uniforms (SplitMix64 keyed from the Generator) and draws.normals
+    (Box-Muller): the right distributions, independent consecutive calls, and
+    a deterministic function of the Generator's state."""
+    from scipy.stats import kstest, pearsonr
+
+    from workbench_builtins.simulator import draws
+
+    rng = np.random.default_rng(3)
+    u = draws.uniforms(rng, 3, 100_001)
+    assert u.shape == (3, 100_001) and u.dtype == np.float32
+    assert u.min() >= 0.0 and u.max() < 1.0
+    for row in u:
+        assert kstest(row, "uniform").pvalue > 1e-3
+    assert abs(pearsonr(u[0], u[1])[0]) < 0.015  # rows are independent
+    g = draws.normals(rng, 200_001)
+    assert g.size == 200_001 and kstest(g, "norm").pvalue > 1e-3
+    assert abs(pearsonr(g[:100_000], g[100_000:200_000])[0]) < 0.015  # cos/sin halves of a pair
+    again = np.random.default_rng(3)
+    np.testing.assert_array_equal(draws.uniforms(again, 3, 100_001), u)
+    np.testing.assert_array_equal(draws.normals(again, 200_001), g)
+    assert not np.array_equal(draws.uniforms(again, 1, 1000), u[0, :1000])
+
+
+def test_emission_layout_matches_repeat():
+    """emissions.layout: owner of each emission and the starts, K = 0 included."""
+    from workbench_builtins.simulator import emissions
+    from workbench_builtins.simulator.resonance_kernel import E_OFF, K, STATE_FIELDS
+
+    k = np.random.default_rng(2).integers(0, 5, 3000)
+    k[:3] = 0
+    k[-2:] = 0
+    s = np.zeros((STATE_FIELDS, k.size + 10))
+    s[K, :k.size] = k
+    owner, starts = emissions.layout(s, k.size)
+    np.testing.assert_array_equal(owner, np.repeat(np.arange(k.size), k))
+    np.testing.assert_array_equal(starts, np.cumsum(k) - k)
+    np.testing.assert_array_equal(s[E_OFF, :k.size], starts)
