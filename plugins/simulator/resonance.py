@@ -77,19 +77,20 @@ def _sub_batch(rng, n, cfg, det, par, prune):
     owner, starts = emissions.layout(s, m)
     ept = emissions.pareto_pt(s, owner, draws.uniforms(rng, 1, owner.size)[0], cfg.isr)
     ephi, ec, es = draws.azimuths(rng, owner.size)
-    _, c, sn = draws.azimuths(rng, 2 * m)
+    _, c, sn = draws.azimuths(rng, 2 * m)  # soft kT, tau 1 at rest
     y = draws.normals(rng, m).astype(np.float64)
     y *= cfg.rapidity_sigma
-    ey = np.exp(y)
+    ey = np.empty((2, m))
+    np.exp(y, out=ey[0])
     np.negative(y, out=y)
-    ey_inv = np.exp(y, out=y)
+    np.exp(y, out=ey[1])
     boson = emissions.recoil(s, m, owner, starts, ept, ec, es)
-    m = phases.taus(s, m, boson, c[:m], sn[:m], ey, ey_inv, c[m:], sn[m:], par, prune)
+    m = phases.taus(s, m, boson, c, sn, ey, par, prune)
     # D: decays and selection
     v = draws.uniforms(rng, 1, m)[0]
     _, c, sn = draws.azimuths(rng, 2 * m)
     x = phases.michel_fractions(s, m, v)
-    m, violations = phases.decays(s, m, x, c[:m], sn[:m], c[m:], sn[m:], par)
+    m, violations = phases.decays(s, m, x, c, sn, par)
     # E: detector response of the selected events
     jets = int(s[K, :m].sum())
     gauss = draws.normals(rng, 2 * jets + 2 * m)

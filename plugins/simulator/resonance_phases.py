@@ -61,15 +61,17 @@ AFTER_DECAYS = np.array([K, VBF, E_OFF, SX, SY, LEP_PT, LEP_X, LEP_Y, LEP_Z, LEP
 """The fields each compaction keeps: those later phases read."""
 TAUS_OUT = np.array([DOOMED, SX, SY, T1E, T1X, T1Y, T1Z, T2E, T2X, T2Y, T2Z])
 DECAYS_OUT = np.array([LEP_PT, LEP_X, LEP_Y, LEP_Z, LEP_TRUE, HAD_RAW, HAD_X, HAD_Y, HAD_Z, HAD_TRUE])
-"""The fields :func:`taus` / :func:`decays` compute, in the order of their
-local block: writing the state table itself from the compute loop needs more
-runtime alias checks than LLVM allows, and the loop stays scalar (~2x slower)."""
+"""The fields :func:`taus` / :func:`decays` compute, in the column order of
+their local candidate-major block (see :func:`taus`)."""
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _store(s, new, rows, m):
+    """Columns of the candidate-major block ``new`` (m, >= rows.size) into the state rows."""
     for r in range(rows.size):
-        s[rows[r], :m] = new[r, :m]
+        row = s[rows[r]]
+        for i in range(m):
+            row[i] = new[i, r]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -181,30 +183,34 @@ def hadron_bound(s, m, g_lep, g_had, m_vis, cos_h, par, prune):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def taus(s, m, boson, soft_c, soft_s, ey, ey_inv, tau_c, tau_s, par, prune):
-    """Exact boson (recoil ``boson`` (2, m), soft kT, rapidity via ey = e^y and
-    ey_inv = e^-y) and the two taus; the bounds again at tau level (pT and |eta|
-    preselection).  Four divisions and five square roots a candidate: they
-    are the loop's throughput limit (one every ~5 cycles each)."""
+def taus(s, m, boson, cos_phi, sin_phi, ey, par, prune):
+    """Exact boson (recoil ``boson`` (2, m), soft kT at the azimuths
+    ``cos_phi/sin_phi[:m]``, rapidity via ``ey`` = (e^y, e^-y)) and the two taus
+    (tau azimuths ``cos_phi/sin_phi[m:]``); the bounds again at tau level (pT
+    and |eta| preselection).
+
+    The results go to one candidate-major local block (one write stream):
+    LLVM vectorises a loop only while its runtime no-overlap checks (one per
+    pair of written and read streams) stay few, and eleven output rows kept
+    this loop scalar (~2x slower)."""
     lep_res, lep_min = par[LEP_RES], par[LEP_PT_MIN]
     had_scale, had_stoch, had_res, had_min = par[HAD_SCALE], par[HAD_STOCH], par[HAD_RES], par[HAD_PT_MIN]
     sinh_lep_pre, sinh_had_pre = par[SINH_LEP_PRE_ETA], par[SINH_HAD_PRE_ETA]
-    passed = np.empty(m, dtype=np.bool_)
-    new = np.empty((TAUS_OUT.size, m))
+    new = np.empty((m, TAUS_OUT.size + 1))  # the fields, then the pass flag
     for i in range(m):
         sr = s[SOFT, i]
-        sx, sy = sr * np.float64(soft_c[i]), sr * np.float64(soft_s[i])
+        sx, sy = sr * np.float64(cos_phi[i]), sr * np.float64(sin_phi[i])
         px = boson[0, i] - sx
         py = boson[1, i] - sy
         mm, ct, st = s[MASS, i], s[CT, i], s[ST, i]
         mt = math.sqrt(mm * mm + px * px + py * py)
-        ex, ex_inv = ey[i], ey_inv[i]
+        ex, ex_inv = ey[0, i], ey[1, i]
         be, bz = 0.5 * mt * (ex + ex_inv), 0.5 * mt * (ex - ex_inv)
         # tau 1 at theta* to the beam at rest (uniform azimuth), boosted to the lab
         pstar = 0.5 * math.sqrt(max(mm * mm - 4.0 * TAU_MASS * TAU_MASS, 0.0))
         e1 = 0.5 * mm
-        dx = pstar * st * np.float64(tau_c[i])
-        dy = pstar * st * np.float64(tau_s[i])
+        dx = pstar * st * np.float64(cos_phi[m + i])
+        dy = pstar * st * np.float64(sin_phi[m + i])
         dz = pstar * ct
         gamma = be / mm
         inv_be = 1.0 / be
@@ -221,12 +227,12 @@ def taus(s, m, boson, soft_c, soft_s, ey, ey_inv, tau_c, tau_s, par, prune):
                   | (had_raw_pt(visible_pt_bound(s[Z_HAD, i], pt2), s[G_HAD, i], had_stoch, had_res)
                      * had_scale <= had_min)
                   | (t2z * t2z > (pt2 * sinh_had_pre) ** 2))
-        new[0, i], new[1, i], new[2, i] = doomed, sx, sy
-        new[3, i], new[4, i], new[5, i], new[6, i] = t1e, t1x, t1y, t1z
-        new[7, i], new[8, i], new[9, i], new[10, i] = t2e, t2x, t2y, t2z
-        passed[i] = not (doomed and prune)
+        new[i, 0], new[i, 1], new[i, 2] = doomed, sx, sy
+        new[i, 3], new[i, 4], new[i, 5], new[i, 6] = t1e, t1x, t1y, t1z
+        new[i, 7], new[i, 8], new[i, 9], new[i, 10] = t2e, t2x, t2y, t2z
+        new[i, 11] = not (doomed and prune)
     _store(s, new, TAUS_OUT, m)
-    return compact(s, m, passed, AFTER_TAUS)
+    return compact(s, m, new[:, 11] != 0.0, AFTER_TAUS)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -256,15 +262,16 @@ def michel_fractions(s, m, v):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def decays(s, m, x_michel, lep_c, lep_s, had_c, had_s, par):
+def decays(s, m, x_michel, cos_phi, sin_phi, par):
     """The tau decays (lepton: Michel fraction given z; tau_h: the drawn mass and
     angle), measured and selected; returns the selected count and the number of
-    selected candidates a bound had marked DOOMED (0)."""
+    selected candidates a bound had marked DOOMED (0).  The lepton's decay
+    azimuths are ``cos_phi/sin_phi[:m]``, the tau_h's ``[m:]`` (few arrays: see
+    :func:`taus`)."""
     lep_res, lep_min, sinh_lep = par[LEP_RES], par[LEP_PT_MIN], par[SINH_LEP_ETA]
     had_scale, had_stoch, had_res, had_min = par[HAD_SCALE], par[HAD_STOCH], par[HAD_RES], par[HAD_PT_MIN]
     sinh_had = par[SINH_HAD_ETA]
-    selected = np.empty(m, dtype=np.bool_)
-    new = np.empty((DECAYS_OUT.size, m))
+    new = np.empty((m, DECAYS_OUT.size + 1))  # the fields, then the selection flag
     violations = 0
     for i in range(m):
         z = s[Z, i]
@@ -272,21 +279,21 @@ def decays(s, m, x_michel, lep_c, lep_s, had_c, had_s, par):
         cos_l = min(max(2.0 * z / x - 1.0, -1.0), 1.0)
         lep = decay_along_flight(s[T1E, i], s[T1X, i], s[T1Y, i], s[T1Z, i], TAU_MASS, 0.0,
                                  TAU_MASS * math.sqrt(max(1.0 - x, 0.0)), cos_l,
-                                 np.float64(lep_c[i]), np.float64(lep_s[i]))
+                                 np.float64(cos_phi[i]), np.float64(sin_phi[i]))
         lep_true = math.sqrt(lep[1] * lep[1] + lep[2] * lep[2])
         lep_pt = lepton_pt(lep_true, s[G_LEP, i], lep_res)
         had = decay_along_flight(s[T2E, i], s[T2X, i], s[T2Y, i], s[T2Z, i], TAU_MASS, s[M_VIS, i],
-                                 0.0, s[COS_H, i], np.float64(had_c[i]), np.float64(had_s[i]))
+                                 0.0, s[COS_H, i], np.float64(cos_phi[m + i]), np.float64(sin_phi[m + i]))
         had_true = math.sqrt(had[1] * had[1] + had[2] * had[2])
         had_raw = had_raw_pt(had_true, s[G_HAD, i], had_stoch, had_res)
         sel = ((lep_pt > lep_min) & (lep[3] * lep[3] < (lep_true * sinh_lep) ** 2)
                & (had_raw * had_scale > had_min) & (had[3] * had[3] < (had_true * sinh_had) ** 2))
-        selected[i] = sel
+        new[i, 10] = sel
         violations += sel & (s[DOOMED, i] != 0.0)
-        new[0, i], new[1, i], new[2, i], new[3, i], new[4, i] = lep_pt, lep[1], lep[2], lep[3], lep_true
-        new[5, i], new[6, i], new[7, i], new[8, i], new[9, i] = had_raw, had[1], had[2], had[3], had_true
+        new[i, 0], new[i, 1], new[i, 2], new[i, 3], new[i, 4] = lep_pt, lep[1], lep[2], lep[3], lep_true
+        new[i, 5], new[i, 6], new[i, 7], new[i, 8], new[i, 9] = had_raw, had[1], had[2], had[3], had_true
     _store(s, new, DECAYS_OUT, m)
-    return compact(s, m, selected, AFTER_DECAYS), violations
+    return compact(s, m, new[:, 10] != 0.0, AFTER_DECAYS), violations
 
 
 @numba.njit(cache=True, error_model="numpy")
