@@ -26,11 +26,6 @@ BATCH_CANDIDATES = 1 << 16
 """Candidates per batch: large enough to amortise NumPy call overhead, small
 enough (0.5 MB per float64 column) to stay in cache."""
 
-TRUTH_SUB_BATCH = 1 << 14
-"""Candidates per pass of the NumPy truth + detector path (ttbar, diboson):
-its (4, n) float64 momenta then stay near the core (~20% faster than whole
-batches; 8192 pays more per-call overhead)."""
-
 
 class Simulator:
     """Built-in physics simulator of the four processes (``generator`` plugin "simulator").
@@ -69,9 +64,8 @@ class Simulator:
         cfg = self.configs[process]
         if process in ("htautau", "ztautau"):  # the fused fast path (see resonance.py)
             return resonance.generate(rng, self.batch_size, cfg, self.detector)
-        blocks = [reconstruct(rng, generate_truth(process, rng, size, cfg, self.detector), self.detector)
-                  for size in _sub_batches(self.batch_size, TRUTH_SUB_BATCH)]
-        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)
+        truth = generate_truth(process, rng, self.batch_size, cfg, self.detector)
+        return reconstruct(rng, truth, self.detector)
 
     def stream(self, process: str, seed: int, count: int, chunk_size: int) -> Iterator[np.ndarray]:
         """The first ``count`` selected events of a process, as PRI_ blocks of at
@@ -121,11 +115,6 @@ class Simulator:
         if not chunks:
             raise ValueError("simulator: counts ask for no events")
         return chunks[0] if len(chunks) == 1 else Events.concatenate(chunks)
-
-
-def _sub_batches(n: int, size: int) -> list[int]:
-    """Sizes of the consecutive sub-batches of n candidates."""
-    return [min(size, n - start) for start in range(0, n, size)]
 
 
 def _check_counts(counts: Mapping[str, int]) -> dict[str, int]:
