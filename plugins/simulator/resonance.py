@@ -177,20 +177,24 @@ def finish_block(block: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _z_and_multiplicity(u_z, u_k, z_table, cdf, guide):
     """Lepton fraction z (tabulated inverse CDF, as kinematics.lepton_z) and the
-    ISR multiplicity K (guide-table inverse CDF, as kinematics.guide_sampler)."""
+    ISR multiplicity K (guide-table inverse CDF, as kinematics.guide_sampler).
+    Two loops: the interpolation has no branch and vectorises; the guide-table
+    search has a data-dependent loop."""
     n = u_z.size
     z = np.empty(n, dtype=np.float32)
     k = np.empty(n, dtype=np.int64)
     last = np.float32(z_table.size - 1)
-    cells = guide.size
+    top = z_table.size - 1
     for i in range(n):
         t = u_z[i] * last
-        j = min(int(t), z_table.size - 1)
+        j = min(int(t), top)
         lo = z_table[j]
-        z[i] = lo + (z_table[min(j + 1, z_table.size - 1)] - lo) * (t - np.float32(j))
+        z[i] = lo + (z_table[min(j + 1, top)] - lo) * (t - np.float32(j))
+    cells = guide.size
+    for i in range(n):
         v = np.float64(u_k[i])
         c = guide[int(v * cells)]
         while v >= cdf[c]:
