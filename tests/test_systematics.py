@@ -66,12 +66,17 @@ def check_survivors(events: Events, ours: Events, ref) -> None:
 
 
 # -- parity, double precision ---------------------------------------------------
+def ours_and_reference(events: Events, tes, jes, soft_met):
+    """Our output and the reference's (float64 input) for the same NPs and seed."""
+    ours = apply_systematics(
+        events, NuisanceParameters(tes=tes, jes=jes, soft_met=soft_met), seed=SEED
+    )
+    return ours, run_reference(events, tes, jes, soft_met)
+
+
 @pytest.mark.parametrize("tes,jes,soft_met", GRID)
 def test_parity_generated_grid(generated_events, tes, jes, soft_met):
-    ours = apply_systematics(
-        generated_events, NuisanceParameters(tes=tes, jes=jes, soft_met=soft_met), seed=SEED
-    )
-    ref = run_reference(generated_events, tes, jes, soft_met)
+    ours, ref = ours_and_reference(generated_events, tes, jes, soft_met)
     check_survivors(generated_events, ours, ref)
     assert feature_mismatches(ours, ref) == {}
 
@@ -83,10 +88,7 @@ def test_derived_features_as_precise_as_the_reference_double(generated_events, t
     within 1e-5 x max(|x|, 1) (float32 storage and the cancellation-free formulas;
     computed from the float32-stored angles instead, transverse masses and the MET
     centrality would be up to ~6e-5 away)."""
-    ours = apply_systematics(
-        generated_events, NuisanceParameters(tes=tes, jes=jes, soft_met=soft_met), seed=SEED
-    )
-    ref = run_reference(generated_events, tes, jes, soft_met)
+    ours, ref = ours_and_reference(generated_events, tes, jes, soft_met)
     for name in DERIVED:
         a, b = ours[name].astype(np.float64), ref[name].to_numpy(dtype=np.float64)
         worst = np.max(np.abs(a - b) / np.maximum(np.abs(b), 1.0))
@@ -95,10 +97,7 @@ def test_derived_features_as_precise_as_the_reference_double(generated_events, t
 
 @pytest.mark.parametrize("tes,jes,soft_met", [(1.0, 1.0, 0.0), (0.9, 1.1, 0.5), (1.1, 0.9, 3.0)])
 def test_parity_reference_sample(reference_sample, tes, jes, soft_met):
-    ours = apply_systematics(
-        reference_sample, NuisanceParameters(tes=tes, jes=jes, soft_met=soft_met), seed=SEED
-    )
-    ref = run_reference(reference_sample, tes, jes, soft_met)
+    ours, ref = ours_and_reference(reference_sample, tes, jes, soft_met)
     check_survivors(reference_sample, ours, ref)
     assert feature_mismatches(ours, ref) == {}
 
