@@ -10,6 +10,7 @@ profiled against.  ``predict`` returns the signal probability in [0, 1].
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -89,6 +90,7 @@ class XGBoostClassifier:
         self.min_child_weight = float(min_child_weight)
         self.max_bin = int(max_bin)
         self.booster = None
+        self._fit_pid = os.getpid()  # see predict()
         self.info: dict = {}
 
     # -- training -------------------------------------------------------------
@@ -159,6 +161,7 @@ class XGBoostClassifier:
             evals_result=evals_result,
             verbose_eval=False,
         )
+        self._fit_pid = os.getpid()
         best = getattr(self.booster, "best_iteration", None)
         if best is not None:
             # Keep only the trees up to the early-stopping optimum: smaller and faster.
@@ -180,6 +183,13 @@ class XGBoostClassifier:
         if len(events) == 0:
             return np.zeros(0, dtype=np.float32)
         X = events.feature_matrix(self.features)
+        if os.getpid() != self._fit_pid:
+            # In a forked worker (executor "processes"): GNU OpenMP's thread pool
+            # does not survive fork(), and a multi-threaded prediction in the child
+            # of a parent that already ran OpenMP threads waits forever for them.
+            # One thread per worker; the pool provides the parallelism.
+            self.booster.set_param({"nthread": 1})
+            self._fit_pid = os.getpid()
         return np.asarray(self.booster.inplace_predict(X, validate_features=False),
                           dtype=np.float32)
 

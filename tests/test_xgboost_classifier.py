@@ -152,3 +152,41 @@ def test_registered_through_entry_points():
     assert clf.n_estimators == 7
     with pytest.raises(PluginError, match="unknown parameter"):
         registry.create("classifier", "xgboost", {"trees": 7})
+
+
+def test_forked_worker_predicts_single_threaded(train, test_sample):
+    """In a process forked after fitting (the "processes" executor shares the
+    pipeline by fork), prediction uses one OpenMP thread: GNU OpenMP's pool does
+    not survive fork(), and a multi-threaded prediction there waited forever.
+    Scores are unchanged; the parent keeps its threads."""
+    import multiprocessing
+    import os
+
+    global _FORKED
+    clf = XGBoostClassifier(n_estimators=30, max_depth=3, n_jobs=2)
+    clf.fit(data_for(train))
+    expected = clf.predict(test_sample)  # OpenMP threads used in this (parent) process
+    assert _nthread(clf) == 2
+    _FORKED = (clf, test_sample)
+    try:
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            scores, threads = pool.apply_async(_predict_in_child).get(timeout=60)
+    finally:
+        _FORKED = None
+    np.testing.assert_array_equal(scores, expected)
+    assert threads == 1
+    assert _nthread(clf) == 2 and clf._fit_pid == os.getpid()
+
+
+_FORKED = None  # (classifier, events), shared with the forked child as the executor does
+
+
+def _nthread(clf) -> int:
+    import json
+
+    return int(json.loads(clf.booster.save_config())["learner"]["generic_param"]["nthread"])
+
+
+def _predict_in_child():
+    clf, events = _FORKED
+    return clf.predict(events), _nthread(clf)
