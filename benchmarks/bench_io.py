@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from workbench.events import Events
-from workbench.io import *
-from workbench_builtins.file_sources import ParquetSource
+from workbench.data.events import Events
+from workbench.data.io import *
+from workbench_builtins.generators.files import ParquetSource
 
 def rss_mb():
     with open("/proc/self/statm") as f:

@@ -26,8 +26,9 @@ def main() -> None:
     ap.add_argument("--out", default="results/bench/pipeline.json")
     args = ap.parse_args()
 
-    from workbench.executors import execute
-    from workbench.runner import pe_plan, train
+    from workbench.pipeline import train
+    from workbench.pseudo_experiments import pe_plan
+    from workbench.run.executors import execute
     from workbench.spec import load_spec
 
     spec = load_spec(args.spec)

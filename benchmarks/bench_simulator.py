@@ -23,8 +23,8 @@ import importlib.util  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
-from workbench.schema import EXPECTED_EVENTS, PROCESSES  # noqa: E402
-from workbench_builtins.simulator import Simulator  # noqa: E402
+from workbench.data.schema import EXPECTED_EVENTS, PROCESSES  # noqa: E402
+from workbench_builtins.generators.simulator import Simulator  # noqa: E402
 
 
 def main(argv=None):

@@ -48,17 +48,17 @@ def main() -> None:
         subprocess.run(cmd, check=True)
         t_gen = time.perf_counter() - t0
 
-    from workbench.io.parquet import parquet_row_groups
-    from workbench.nuisance import NuisanceParameters
-    from workbench.registry import get_registry
-    from workbench.streaming import fill_histograms, fill_histograms_dask, iter_row_groups
+    from workbench.data.io.parquet import parquet_row_groups
+    from workbench.data.streaming import fill_histograms, fill_histograms_dask, iter_row_groups
+    from workbench.plugin.registry import get_registry
+    from workbench.systematics.nuisance import NuisanceParameters
 
     rows = sum(parquet_row_groups(path))
     size_mb = path.stat().st_size / 2**20
 
     # a small classifier trained on separate simulated events
-    from workbench.protocols import TrainingData
-    from workbench.systematics import apply_systematics
+    from workbench.plugin.protocols import TrainingData
+    from workbench.systematics.engine import apply_systematics
 
     sim = get_registry().create("generator", "simulator")
     train = sim.generate({"htautau": 40000, "ztautau": 60000, "ttbar": 20000, "diboson": 5000}, 99)

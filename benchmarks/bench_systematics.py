@@ -58,8 +58,8 @@ def build_events(n: int, seed: int) -> dict[str, np.ndarray]:
     """``n`` events resampled from the four reference files with per-event jitter."""
     import pyarrow.parquet as pq
 
-    from workbench.derived import compute_derived
-    from workbench.schema import PRIMARY, UNDEFINED
+    from workbench.data.derived import compute_derived
+    from workbench.data.schema import PRIMARY, UNDEFINED
 
     parts = []
     for fname, label in (
@@ -135,9 +135,9 @@ def _peak_mb() -> float:
 def worker(impl: str, path: str, repeat: int) -> dict:
     cols = dict(np.load(path, allow_pickle=False))
     if impl == "ours":
-        from workbench.events import Events
-        from workbench.nuisance import NuisanceParameters
-        from workbench.systematics import apply_systematics
+        from workbench.data.events import Events
+        from workbench.systematics.engine import apply_systematics
+        from workbench.systematics.nuisance import NuisanceParameters
 
         events = Events.from_columns(cols)
         nps = NuisanceParameters(**NPS)

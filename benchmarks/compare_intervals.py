@@ -23,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.nuisance import NuisanceParameters
-from workbench.pseudo_experiments import sample_pseudo_experiment
-from workbench.registry import get_registry
-from workbench.runner import pe_plan, train, write_json
+from workbench.outputs.files import write_json
+from workbench.pipeline import train
+from workbench.plugin.registry import get_registry
+from workbench.pseudo_experiments import pe_plan, sample_pseudo_experiment
 from workbench.scoring import score
 from workbench.spec import load_spec
+from workbench.systematics.nuisance import NuisanceParameters
 
 DEFAULT = {
     "quantile-regression": {"mc_noise": 0.25},

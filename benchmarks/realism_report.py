@@ -16,8 +16,9 @@ import json
 import time
 from pathlib import Path
 
-from workbench.schema import FEATURES, PROCESSES
-from workbench_builtins.simulator import Simulator, validation as V
+from workbench.data.schema import FEATURES, PROCESSES
+from workbench_builtins.generators.simulator import Simulator
+from workbench_builtins.generators.simulator import validation as V
 
 
 def main(argv=None) -> dict:

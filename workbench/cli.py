@@ -1,4 +1,4 @@
-"""Command line: ``workbench run | score | simulate | report | plugins``."""
+"""Command line: ``workbench run | diagnose | score | simulate | report | export-workspace | plugins``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from .events import SchemaError
-from .registry import PluginError
-from .spec import SpecError
+from workbench.data.events import SchemaError
+from workbench.plugin.registry import PluginError
+from workbench.spec import SpecError
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -28,8 +28,8 @@ def _parse_set(items: list[str]) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .runner import run
-    from .spec import load_spec
+    from workbench.run.runner import run
+    from workbench.spec import load_spec
 
     spec = load_spec(args.spec, _parse_set(args.set))
     result = run(spec, output=args.output, progress=False if args.no_progress else None,
@@ -44,8 +44,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
-    from .runner import run_diagnostics
-    from .spec import load_spec
+    from workbench.run.diagnostics import run_diagnostics
+    from workbench.spec import load_spec
 
     spec = load_spec(args.spec, _parse_set(args.set))
     reports = run_diagnostics(spec, output=args.output, only=args.diagnostic)
@@ -58,7 +58,7 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .scoring import score
+    from workbench.scoring import score
 
     path = Path(args.results)
     try:
@@ -75,22 +75,23 @@ def cmd_score(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from .registry import get_registry
-    from .schema import PROCESSES
+    from workbench.data.schema import PROCESSES
+    from workbench.plugin.registry import get_registry
 
     counts = {p: getattr(args, p) for p in PROCESSES}
     gen = get_registry().create("generator", args.generator, _parse_set(args.param))
     out = Path(args.out)
     if out.suffix == ".root":
-        from .io.root import write_root
+        from workbench.data.io.root import write_root
 
         events = gen.generate(counts, args.seed)
         write_root(events, out)
     else:
-        from .io.parquet import ParquetEventWriter
+        from workbench.data.io.parquet import ParquetEventWriter
+        from workbench.plugin.protocols import ChunkedGenerator
 
         chunks = (gen.iter_chunks(counts, args.seed, args.chunk_size)
-                  if hasattr(gen, "iter_chunks") else [gen.generate(counts, args.seed)])
+                  if isinstance(gen, ChunkedGenerator) else [gen.generate(counts, args.seed)])
         with ParquetEventWriter(out, row_group_size=args.chunk_size) as writer:
             for chunk in chunks:
                 writer.write(chunk)
@@ -99,7 +100,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import ReportError, build_report
+    from workbench.outputs.report import ReportError, build_report
 
     try:
         path = build_report(args.results_dir, args.output)
@@ -109,8 +110,24 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export_workspace(args) -> int:
+    from workbench.outputs.workspace import export_workspace
+    from workbench.spec import load_spec
+
+    spec = load_spec(args.spec, _parse_set(args.set))
+    observation = args.pe if args.pe is not None else "asimov"
+    meta = export_workspace(spec, args.output, observation, plots=args.plots,
+                            check=not args.no_check)
+    print(f"workspace written to {args.output}  (sha256:{meta['digest']['sha256']})")
+    if "fit" in meta:
+        f = meta["fit"]
+        print(f"mu_hat workbench {f['workbench']['mu_hat']:.6f}  pyhf {f['pyhf']['mu_hat']:.6f}"
+              f"  |diff| {f['mu_hat_difference']:.2e}")
+    return 0
+
+
 def cmd_plugins(args) -> int:
-    from .registry import get_registry
+    from workbench.plugin.registry import get_registry
 
     registry = get_registry()
     listing = registry.as_dict()
@@ -133,7 +150,7 @@ def cmd_plugins(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from workbench._version import __version__
 
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
@@ -182,9 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="HTML file to write (default: RESULTS_DIR/report.html)")
     p.set_defaults(func=cmd_report)
 
-    from .export import build_export_parser
-
-    build_export_parser(sub)
+    p = sub.add_parser("export-workspace",
+                       help="train a spec and write its pyhf workspace (+ digest, fit check)")
+    p.add_argument("spec", help="TOML run specification")
+    p.add_argument("-o", "--output", required=True, help="workspace JSON file to write")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--pe", type=int, default=None,
+                       help="observation: pseudo-experiment N of the spec's plan")
+    which.add_argument("--asimov", action="store_true", help="observation: Asimov (default)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec key")
+    p.add_argument("--plots", action="store_true", help="write template/pull plots next to it")
+    p.add_argument("--no-check", action="store_true", help="skip the mu_hat cross-check fit")
+    p.set_defaults(func=cmd_export_workspace)
 
     p = sub.add_parser("plugins", help="list installed plugins and their strategies")
     p.add_argument("--json", action="store_true")

@@ -17,18 +17,26 @@ the same default seed 31415; here each seed gets its own smearing.)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import awkward as ak
 import numpy as np
 
-from .events import PROCESS, WEIGHTS, Events, SchemaError
-from .nuisance import NP_NAMES, NuisanceParameters, draw_nuisances
-from .schema import FEATURES, PRIMARY, PROCESSES, SIGNAL
-from .systematics import (
+from workbench.data.events import PROCESS, WEIGHTS, Events, SchemaError
+from workbench.data.schema import FEATURES, PRIMARY, PROCESSES, SIGNAL
+from workbench.seeds import derive_seed
+from workbench.systematics.engine import (
     _as_nps,
     nominal_weight_scales,
     systematics_columns,
     weight_scale_factors,
 )
+from workbench.systematics.nuisance import NP_NAMES, NuisanceParameters, draw_nuisances
+
+if TYPE_CHECKING:
+    from workbench.plugin.protocols import Generator
+    from workbench.spec import Spec
 
 
 def process_norms(mu: float, nps: NuisanceParameters) -> np.ndarray:
@@ -94,7 +102,7 @@ def draw_pseudo_experiment(
     """Draw the NPs as the reference does, then sample the pseudo-experiment.
 
     The NPs come from ``np.random.RandomState(seed)`` in the order tes, jes,
-    soft_met, ttbar, diboson, bkg (see :func:`workbench.nuisance.draw_nuisances`;
+    soft_met, ttbar, diboson, bkg (see :func:`workbench.systematics.nuisance.draw_nuisances`;
     NPs not in ``randomise`` stay nominal and consume no draw).
     """
     nps = draw_nuisances(np.random.RandomState(seed), tuple(randomise))
@@ -102,7 +110,7 @@ def draw_pseudo_experiment(
 
 
 def fresh_pseudo_experiment(
-    generator,
+    generator: Generator,
     expected: dict[str, float],
     mu: float,
     nps: NuisanceParameters,
@@ -140,8 +148,52 @@ def fresh_pseudo_experiment(
     return Events(ak.Array(out))
 
 
+def pe_plan(spec: Spec) -> list[dict[str, Any]]:
+    """The (trial, pe, mu_true, NPs, seed) of every pseudo-experiment, from the seed alone.
+
+    mu_true is drawn once per trial, the NPs once per PE (in the reference's
+    order), so a plan depends on nothing but the spec.
+    """
+    pes = spec.pseudo_experiments
+    lo, hi = pes.mu_range
+    plan = []
+    for trial in range(pes.trials):
+        mu = float(np.random.RandomState(derive_seed(spec.seed, "trial", trial)).uniform(lo, hi))
+        for j in range(pes.per_trial):
+            seed = derive_seed(spec.seed, "pe", trial, j)
+            nps = draw_nuisances(np.random.RandomState(seed), pes.randomise, spec.priors)
+            nps = nps.replace(**pes.fixed) if pes.fixed else nps
+            plan.append({"trial": trial, "pe": j, "seed": seed, "mu_true": mu,
+                         "nuisances_true": nps.as_dict()})
+    return plan
+
+
+def planned_pseudo_experiment(
+    task: Mapping[str, Any],
+    *,
+    pool: Events | None = None,
+    generator: Generator | None = None,
+    expected: Mapping[str, float] | None = None,
+) -> Events:
+    """The one draw of a planned pseudo-experiment (``task`` from :func:`pe_plan`).
+
+    Fresh events from ``generator`` (with ``expected`` yields) when given, else a
+    resampling of ``pool``.  Every tool that evaluates PEs goes through here, so
+    the runner, the workspace export and the studies see the same events.
+    """
+    nps = NuisanceParameters.from_dict(task["nuisances_true"])
+    if generator is not None:
+        return fresh_pseudo_experiment(generator, dict(expected or {}), task["mu_true"], nps,
+                                       task["seed"])
+    if pool is None:
+        raise ValueError("a pseudo-experiment needs a pool or a generator")
+    return sample_pseudo_experiment(pool, task["mu_true"], nps, task["seed"])
+
+
 __all__ = [
     "draw_pseudo_experiment",
+    "pe_plan",
+    "planned_pseudo_experiment",
     "fresh_pseudo_experiment",
     "process_norms",
     "sample_counts",

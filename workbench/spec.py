@@ -7,13 +7,19 @@ message names the key path (e.g. ``pseudo_experiments.mu_range``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .nuisance import NP_NAMES, PRIORS, NuisanceParameters, Prior
-from .schema import PROCESSES
+from workbench.data.schema import PROCESSES
+from workbench.outputs.files import json_default
+from workbench.systematics.nuisance import NP_NAMES, PRIORS, NuisanceParameters, Prior
+
+EXECUTORS = ("inline", "processes", "dask")
+"""Where pseudo-experiments can run (see :mod:`workbench.run.executors`)."""
 
 
 class SpecError(ValueError):
@@ -266,7 +272,6 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
     )
     e = _get(raw, "execution", dict, "", {})
     _check_keys(e, {"executor", "workers", "scheduler"}, "execution")
-    from .executors import EXECUTORS
 
     execution = ExecutionSpec(
         executor=_get(e, "executor", str, "execution", "inline",
@@ -291,6 +296,12 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
         diagnostics=diagnostics,
         source=source,
     )
+
+
+def spec_digest(spec: Spec) -> str:
+    """Digest of the experiment (not of where or how it runs): guards resumption."""
+    text = json.dumps(spec.as_dict(), sort_keys=True, default=json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:

@@ -4,13 +4,13 @@ on the built-in simulator."""
 
 import numpy as np
 import pytest
-from scipy import optimize, stats
-
 import workbench_example_plugin
-from workbench.registry import build_registry
-from workbench.runner import run
-from workbench.spec import parse_spec
+from scipy import optimize, stats
 from workbench_example_plugin import poisson_profile_interval, profiled_background, q_mu
+
+from workbench.plugin.registry import build_registry
+from workbench.run.runner import run
+from workbench.spec import parse_spec
 
 
 def _numeric_q(mu, n, s, b, sigma):

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from workbench import IntervalResult, NuisanceParameters
-from workbench.nuisance import Prior
+from workbench.systematics.nuisance import Prior
 
 
 def profiled_background(mu, n: float, s: float, b: float, sigma: float):

@@ -1,0 +1,1 @@
+"""Built-in diagnostics: the adversarial probe and the prior-dependence study."""

@@ -1,0 +1,1 @@
+"""Built-in event sources: the simulator, parquet and ROOT files."""

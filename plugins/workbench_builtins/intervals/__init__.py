@@ -1,0 +1,1 @@
+"""Built-in interval strategies: profile likelihood, learned intervals, calibration, sideband."""

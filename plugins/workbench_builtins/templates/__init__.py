@@ -1,0 +1,1 @@
+"""Built-in template strategies: pyhf histosys/normsys templates and polynomial responses."""

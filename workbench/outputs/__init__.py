@@ -1,0 +1,1 @@
+"""What a run leaves behind: result files, plots, the HTML report, pyhf workspaces."""

@@ -1,0 +1,1 @@
+"""The plugin contract: hook specifications, protocols, declared parameters, the registry."""

@@ -1,0 +1,1 @@
+"""Running a spec: the runner, where PEs execute, the checkpoint, diagnostics."""
