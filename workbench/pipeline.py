@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,8 +103,11 @@ def generate_samples(spec: Spec, registry: Registry) -> dict[str, Events]:
 
 
 def train(spec: Spec, registry: Registry | None = None,
-          samples: dict[str, Events] | None = None) -> Pipeline:
-    """Generate data and fit classifier, templates and interval strategy once."""
+          samples: dict[str, Events] | None = None, output: Path | None = None) -> Pipeline:
+    """Generate data and fit classifier, templates and interval strategy once.
+
+    ``output``: the run's folder, handed to the strategies (``TrainingData.output``).
+    """
     registry = registry or get_registry()
     # Fail on unknown strategies/parameters before any expensive work.
     classifier = (
@@ -139,6 +143,7 @@ def train(spec: Spec, registry: Registry | None = None,
         confidence_level=spec.scoring.confidence_level,
         fixed=spec.fixed_nuisances,
         registry=registry,
+        output=output,
     )
     t0 = time.perf_counter()
     if classifier is not None:

@@ -59,6 +59,8 @@ class TrainingData:
     """Values of the NPs that are not in ``randomised`` (PEs are generated there)."""
     registry: Registry | None = None
     """The run's registry: composite strategies build their inner strategies from it."""
+    output: Path | None = None
+    """The run's folder (``None`` outside a run): where a strategy may write logs."""
 
 
 @runtime_checkable

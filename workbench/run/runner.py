@@ -76,7 +76,7 @@ def run(spec: Spec, registry: Registry | None = None, output: str | Path | None 
     digest = spec_digest(spec)
     ckpt_path = outdir / CHECKPOINT
     done = load_checkpoint(ckpt_path, digest) if resume else {}
-    pipeline = train(spec, registry)
+    pipeline = train(spec, registry, output=outdir)
     outcomes: dict[int, tuple[dict, dict]] = dict(done)
 
     def write_all(final: bool) -> RunResult:
