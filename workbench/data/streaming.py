@@ -47,8 +47,8 @@ def fill_chunk(
     """Histograms of one chunk for every variation (the unit of work on a cluster)."""
     from workbench.systematics.engine import apply_systematics
 
-    edges = np.asarray(edges, float)
-    lo, hi = edges[0], edges[-1]
+    edge_array = np.asarray(edges, float)
+    lo, hi = edge_array[0], edge_array[-1]
     out = {}
     chunk_seed = derive_seed(seed, "chunk", index)
     for name, nps in variations.items():

@@ -75,7 +75,7 @@ def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _table(header: list[str], rows: list[list[Any]], table_id: str,
+def _table(header: list[str], rows: list[Any], table_id: str,
            text_columns: tuple[int, ...] = (0,), row_ids: list[str] | None = None) -> str:
     """An HTML table; cells get ``id="{table_id}-{row_id}-{column}"`` when row ids are given."""
     head = "".join(f'<th class="{"text" if i in text_columns else ""}">{_e(h)}</th>'

@@ -38,7 +38,7 @@ def _observation(pipeline: Pipeline, spec: Spec, observation: str | int | None
         return None, {"kind": "asimov", "mu": 1.0, "nuisances": "nominal"}
     plan = pe_plan(spec)
     try:
-        index = int(observation)  # type: ignore[arg-type]
+        index = int(observation)
     except (TypeError, ValueError):
         raise SpecError(f"export: observation={observation!r}; use 'asimov' or a "
                         "pseudo-experiment index") from None

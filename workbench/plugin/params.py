@@ -112,7 +112,7 @@ def _convert(value: Any, tp: Any) -> Any:
     return value
 
 
-def describe(cls: type) -> dict[str, dict[str, Any]]:
+def describe(cls: Any) -> dict[str, dict[str, Any]]:
     """Field -> {"type", "default"} of a parameter dataclass (for listings and errors)."""
     hints = _type_hints(cls)
     out = {}
@@ -135,7 +135,7 @@ def valid_list(cls: type) -> str:
     return ", ".join(f"{name} ({d['type']})" for name, d in describe(cls).items()) or "(none)"
 
 
-def parse_params(cls: type[P], raw: Mapping[str, Any] | None, where: str) -> P:
+def parse_params(cls: Any, raw: Mapping[str, Any] | None, where: str) -> Any:
     """Build ``cls`` from a spec table, naming the strategy (``where``) in every error."""
     raw = dict(raw or {})
     hints = _type_hints(cls)
@@ -168,6 +168,10 @@ def parse_params(cls: type[P], raw: Mapping[str, Any] | None, where: str) -> P:
 def resolve_params(cls: type[P], params: P | None, overrides: Mapping[str, Any],
                    where: str) -> P:
     """The parameters of a strategy built from Python: an instance, keywords, or both."""
+    return _resolve(cls, params, overrides, where)
+
+
+def _resolve(cls: Any, params: Any, overrides: Mapping[str, Any], where: str) -> Any:
     if params is not None and not isinstance(params, cls):
         raise ParameterError(f"{where}: expected {cls.__name__}, got {type(params).__name__}")
     if params is None:

@@ -114,7 +114,7 @@ class Registry:
         where = f"{kind} {name!r}"
         if strategy.params_type is not None:
             try:
-                parsed = parse_params(strategy.params_type, params, where)
+                parsed: Any = parse_params(strategy.params_type, params, where)
             except ParameterError as exc:
                 raise PluginError(str(exc)) from exc
             try:

@@ -45,6 +45,7 @@ cost.  See docs/systematics.md for figures.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -74,7 +75,6 @@ from workbench.systematics.shifts import (
     TRIG_ROWS,
     shift_kernel,
 )
-
 
 
 def _as_nps(nps) -> NuisanceParameters:
@@ -236,7 +236,7 @@ def apply_systematics(
     """
     nps = _as_nps(nps)
     _check_labelled(nps, events.is_labelled)  # fail before the feature work
-    process = events[PROCESS] if events.is_labelled else None
+    process: Any = events[PROCESS] if events.is_labelled else None
 
     features, keep = systematics_columns(
         {name: events[name] for name in PRIMARY}, nps, seed, thresholds=thresholds

@@ -13,6 +13,8 @@ as in NumPy, so the draws are identical (tests compare them exactly).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
@@ -86,7 +88,7 @@ def _pairs(x1, x2, r2, accepted, out, done):
 
 def standard_normal(seed: int, size: int) -> np.ndarray:
     """``np.random.RandomState(seed).standard_normal(size)``, bit for bit."""
-    state = np.random.RandomState(seed).get_state()
+    state: tuple[Any, ...] = np.random.RandomState(seed).get_state(legacy=True)  # type: ignore[assignment]
     mt = np.array(state[1], dtype=np.uint32)
     if state[2] != _N or state[3]:  # a fresh RandomState always is at 624, no cache
         raise RuntimeError("unexpected RandomState layout; use NumPy's generator")

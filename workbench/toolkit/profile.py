@@ -90,7 +90,8 @@ class CompiledModel:
             offsets[ch] = nbins
             nbins += cfg.channel_nbins[ch]
         self.nbins, self.npars = nbins, cfg.npars
-        rows, nominal = [], []
+        rows: list[Any] = []
+        nominal: list[np.ndarray] = []
         normfactors: dict[str, int] = {}
         histo: dict[str, int] = {}
         norms: dict[str, int] = {}
@@ -135,13 +136,13 @@ class CompiledModel:
             up[h, r * nbins:(r + 1) * nbins] += u
             dn[h, r * nbins:(r + 1) * nbins] += d
         # delta_h = w1(alpha) S_h + w2(alpha) A_h for both codes (up = S + 8A, dn = S - 8A).
-        self.hs_S = 0.5 * (up + dn)
-        self.hs_A = 0.0625 * (up - dn)
+        self.hs_S: Any = 0.5 * (up + dn)
+        self.hs_A: Any = 0.0625 * (up - dn)
         # normsys entries e = (row, parameter) with code1 logs and code4 coefficients.
         self.ns_index = np.array([cfg.par_slice(n).start for n in norms], dtype=int)
-        for r, k, hi, lo in ns_entries:
-            if hi <= 0 or lo <= 0:
-                raise UnsupportedModel(f"normsys {rows[r]} has hi={hi}, lo={lo} (must be > 0)")
+        for r, _, hi_r, lo_r in ns_entries:
+            if hi_r <= 0 or lo_r <= 0:
+                raise UnsupportedModel(f"normsys {rows[r]} has hi={hi_r}, lo={lo_r} (must be > 0)")
         self.ns_row = np.array([e[0] for e in ns_entries], dtype=int)
         self.ns_par = np.array([cfg.par_slice(list(norms)[e[1]]).start for e in ns_entries],
                                dtype=int)
@@ -276,7 +277,7 @@ class CompiledModel:
 class _Objective:
     """NLL of one dataset as iminuit wants it (fcn + grad), for either engine."""
 
-    def __init__(self, engine: str, model, compiled: CompiledModel | None, n: np.ndarray,
+    def __init__(self, engine: str, model: Any, compiled: Any, n: np.ndarray,
                  auxdata: np.ndarray) -> None:
         self.n = np.asarray(n, dtype=float)
         self.calls = 0
@@ -365,7 +366,7 @@ class ProfileFitter:
         from types import SimpleNamespace
 
         self.templates = templates
-        self.spec = None
+        self.spec: dict | None = None
         self.threshold = float(chi2.ppf(confidence_level, 1))
         channels = list(likelihood.channels)
         self.model = SimpleNamespace(config=SimpleNamespace(
@@ -378,11 +379,11 @@ class ProfileFitter:
             self.bounds[self.poi_index] = self.mu_bounds
         self.fixed = list(likelihood.fixed)
         self.auxdata = np.zeros(0)
-        self.compiled = likelihood
+        self.compiled: Any = likelihood  # a BinnedLikelihood or a CompiledModel
         self.engine_used = f"likelihood:{getattr(likelihood, 'name', type(likelihood).__name__)}"
         self.engine_note = ""
         self.report = [(name, i) for i, name in enumerate(self.par_names) if i != self.poi_index]
-        self.gammas = []
+        self.gammas: list[slice] = []
         return self
 
     def setup(self, templates: Templates | None, spec: dict, confidence_level: float = 0.6827):

@@ -96,7 +96,17 @@ class AtomicWriter:
     """
 
     _atomic: AtomicFile
+    _stats: _Stats
     path: Path
+
+    def _is_open(self) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _start(self, labelled: bool) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def close(self) -> Path:  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def _prepare(self, events) -> None:
         """Open on the first chunk; refuse writes after close and mixed labelling."""

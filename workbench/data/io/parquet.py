@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -308,8 +309,8 @@ class ParquetEventWriter(AtomicWriter):
             else Path(metadata)
         )
         self._atomic = AtomicFile(self.path)
-        self._writer: pq.ParquetWriter | None = None
-        self._schema: pa.Schema | None = None
+        self._writer: Any = None
+        self._schema: Any = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
         self._stats = _Stats()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import uproot
@@ -82,8 +83,8 @@ class RootEventWriter(AtomicWriter):
             else Path(metadata)
         )
         self._atomic = AtomicFile(self.path)
-        self._file = None
-        self._types: dict[str, str] | None = None
+        self._file: Any = None
+        self._types: dict[str, str] = {}
         self._stats = _Stats()
 
     def _start(self, labelled: bool) -> None:
