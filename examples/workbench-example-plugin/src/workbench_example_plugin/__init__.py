@@ -7,13 +7,19 @@ The distribution declares ``[project.entry-points.workbench] example =
 
 from workbench import hookimpl
 
-from .cut_and_count import CutAndCount, poisson_profile_interval, profiled_background, q_mu
+from .cut_and_count import (
+    CutAndCount,
+    CutAndCountParams,
+    poisson_profile_interval,
+    profiled_background,
+    q_mu,
+)
 
 __version__ = "0.1.0"
-__all__ = ["CutAndCount", "poisson_profile_interval", "profiled_background", "q_mu",
+__all__ = ["CutAndCount", "CutAndCountParams", "poisson_profile_interval", "profiled_background", "q_mu",
            "register_intervals"]
 
 
 @hookimpl
 def register_intervals(register):
-    register("cut-and-count", CutAndCount)
+    register("cut-and-count", CutAndCount, params=CutAndCountParams)

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from workbench import IntervalResult, NuisanceParameters
-from workbench.systematics.nuisance import Prior
+from workbench import IntervalResult, NuisanceParameters, Prior, resolve_params
 
 
 def profiled_background(mu, n: float, s: float, b: float, sigma: float):
@@ -141,10 +140,11 @@ class Selection:
         return 2 * np.sqrt(self.s + self.b + (self.sigma_b * self.b) ** 2) / self.s
 
 
-class CutAndCount:
-    """Count events above a classifier-score threshold; Poisson profile interval on mu.
+@dataclass
+class CutAndCountParams:
+    """The strategy's parameters: the spec's ``[interval] params`` table, validated.
 
-    Parameters
+    Attributes
     ----------
     threshold:
         Classifier-score cut.  ``None`` chooses, among the thresholds that keep
@@ -157,17 +157,32 @@ class CutAndCount:
         Candidate signal efficiencies for the automatic threshold.
     """
 
-    def __init__(self, threshold: float | None = None, bkg_uncertainty: float | None = None,
-                 efficiencies: list[float] | None = None) -> None:
-        if bkg_uncertainty is not None and not float(bkg_uncertainty) >= 0:
-            raise ValueError(f"bkg_uncertainty={bkg_uncertainty} must be >= 0")
-        effs = np.asarray(efficiencies if efficiencies is not None
-                          else np.linspace(0.05, 1.0, 20), dtype=float)
-        if effs.size == 0 or np.any((effs <= 0) | (effs > 1)):
-            raise ValueError(f"efficiencies must be in (0, 1], got {efficiencies}")
-        self.threshold = None if threshold is None else float(threshold)
-        self.bkg_uncertainty = None if bkg_uncertainty is None else float(bkg_uncertainty)
-        self.efficiencies = effs
+    threshold: float | None = None
+    bkg_uncertainty: float | None = None
+    efficiencies: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.bkg_uncertainty is not None and not self.bkg_uncertainty >= 0:
+            raise ValueError(f"bkg_uncertainty={self.bkg_uncertainty} must be >= 0")
+        if self.efficiencies is not None:
+            effs = np.asarray(self.efficiencies, dtype=float)
+            if effs.size == 0 or np.any((effs <= 0) | (effs > 1)):
+                raise ValueError(f"efficiencies must be in (0, 1], got {self.efficiencies}")
+
+
+class CutAndCount:
+    """Count events above a classifier-score threshold; Poisson profile interval on mu.
+
+    Built by the workbench from a validated :class:`CutAndCountParams`; from Python
+    ``CutAndCount(threshold=0.9)`` works too.
+    """
+
+    def __init__(self, params: CutAndCountParams | None = None, /, **overrides) -> None:
+        p = resolve_params(CutAndCountParams, params, overrides, "cut-and-count")
+        self.threshold = p.threshold
+        self.bkg_uncertainty = p.bkg_uncertainty
+        self.efficiencies = np.asarray(p.efficiencies if p.efficiencies is not None
+                                       else np.linspace(0.05, 1.0, 20), dtype=float)
         self.classifier = None
         self.selection: Selection | None = None
         self.confidence_level = 0.6827
