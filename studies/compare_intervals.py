@@ -5,7 +5,7 @@ fits the other strategies on the same TrainingData and classifier, then draws
 every PE of the spec's plan once and hands it to each strategy.  The classifier
 is wrapped in a one-entry cache so a PE is scored once for all strategies.
 
-    python benchmarks/compare_intervals.py specs/quick.toml --trials 10 --per-trial 5
+    python studies/compare_intervals.py specs/quick.toml --trials 10 --per-trial 5
 
 Writes <out>/compare_intervals.json (per-PE records and the table) and
 <out>/compare_intervals.md; prints the table.  Columns: coverage (pooled, with
@@ -26,10 +26,9 @@ import numpy as np
 from workbench.outputs.files import write_json
 from workbench.pipeline import train
 from workbench.plugin.registry import get_registry
-from workbench.pseudo_experiments import pe_plan, sample_pseudo_experiment
+from workbench.pseudo_experiments import pe_plan
 from workbench.scoring import score
 from workbench.spec import load_spec
-from workbench.systematics.nuisance import NuisanceParameters
 
 DEFAULT = {
     "quantile-regression": {"mc_noise": 0.25},
@@ -136,8 +135,7 @@ def main(argv=None) -> int:
     records = []
     plan = pe_plan(spec)
     for i, task in enumerate(plan):
-        nps = NuisanceParameters.from_dict(task["nuisances_true"])
-        pe = sample_pseudo_experiment(pipeline.pool, task["mu_true"], nps, task["seed"])
+        pe = pipeline.pseudo_experiment(task)  # the runner's own draw (pool or generator)
         pe = pe.without_truth()
         for name, s in strategies.items():
             t1 = time.perf_counter()
