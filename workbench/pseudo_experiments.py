@@ -1,6 +1,6 @@
 """Pseudo-experiments: Poisson resampling of a labelled event pool, then systematics.
 
-Protocol of the challenge's evaluation (see DESIGN.md): every pool event gets a
+Protocol of the challenge's evaluation (docs/concepts.md, "The pseudo-experiment protocol"): every pool event gets a
 count ``k ~ Poisson(norm_process * weight)`` with ``norm`` = ``mu`` (htautau),
 ``bkg_scale`` (ztautau), ``ttbar_scale * bkg_scale`` (ttbar) and
 ``diboson_scale * bkg_scale`` (diboson); rows are repeated ``k`` times and shuffled;
