@@ -124,3 +124,27 @@ def test_classifier_cut_narrows_the_interval(tmp_path):
     info = cut.records[0]["info"]
     assert info["b"] < 0.5 * counted.records[0]["info"]["b"]
     assert cut.summary["width"] < counted.summary["width"]
+
+
+# -- the workbench's test kit ------------------------------------------------------
+def test_conforms_to_the_interval_protocol(workbench_training_data, workbench_classifier):
+    """The workbench's conformance suite: fit once, a valid, deterministic, JSON-safe
+    IntervalResult per pseudo-experiment (fixtures from ``workbench.testing``)."""
+    from workbench.testing import check_interval_strategy
+
+    from workbench_example_plugin import CutAndCount
+
+    results = check_interval_strategy(CutAndCount(), workbench_training_data,
+                                      workbench_classifier)
+    # at 2% of the challenge luminosity the interval is wide but must contain mu_hat
+    assert all(r.mu16 <= r.mu_hat <= r.mu84 for r in results)
+
+
+def test_registered_parameters_are_validated():
+    registry = build_registry()  # through the entry point when the package is installed
+    if "cut-and-count" not in registry.names("interval"):
+        registry = build_registry(extra_plugins={"example": workbench_example_plugin})
+    with pytest.raises(Exception, match=r"bkg_uncertainty=-0.1 must be >= 0"):
+        registry.create("interval", "cut-and-count", {"bkg_uncertainty": -0.1})
+    with pytest.raises(Exception, match=r"threshold \(float \| none\)"):
+        registry.create("interval", "cut-and-count", {"treshold": 0.5})
