@@ -130,9 +130,9 @@ def test_classifier_cut_narrows_the_interval(tmp_path):
 def test_conforms_to_the_interval_protocol(workbench_training_data, workbench_classifier):
     """The workbench's conformance suite: fit once, a valid, deterministic, JSON-safe
     IntervalResult per pseudo-experiment (fixtures from ``workbench.testing``)."""
-    from workbench.testing import check_interval_strategy
-
     from workbench_example_plugin import CutAndCount
+
+    from workbench.testing import check_interval_strategy
 
     results = check_interval_strategy(CutAndCount(), workbench_training_data,
                                       workbench_classifier)
@@ -141,9 +141,7 @@ def test_conforms_to_the_interval_protocol(workbench_training_data, workbench_cl
 
 
 def test_registered_parameters_are_validated():
-    registry = build_registry()  # through the entry point when the package is installed
-    if "cut-and-count" not in registry.names("interval"):
-        registry = build_registry(extra_plugins={"example": workbench_example_plugin})
+    registry = _registry()
     with pytest.raises(Exception, match=r"bkg_uncertainty=-0.1 must be >= 0"):
         registry.create("interval", "cut-and-count", {"bkg_uncertainty": -0.1})
     with pytest.raises(Exception, match=r"threshold \(float \| none\)"):
