@@ -1,4 +1,4 @@
-"""The 12 derived (DER_) features, recomputed from the primaries.
+"""The 12 derived (``DER_``) features, recomputed from the primaries.
 
 Definitions follow the public dataset (as documented by the challenge and its
 reference package, ``HiggsML.derived_quantities``); results are float32 like the
@@ -55,7 +55,7 @@ AZIMUTHS = (LEP_PHI, HAD_PHI, J1_PHI, J2_PHI, MET_PHI)
 # further scratch rows
 _TAN, _CHORD_VIS, _CHORD_JJ, _U_VIS, _U_JJ, _ARG, _FLAG = range(10, 17)
 _SCRATCH_ROWS = 17
-# DER_ rows, in schema.DERIVED order
+# ``DER_`` rows, in schema.DERIVED order
 (_MT, _MVIS, _PTH, _DETA_JJ, _MJJ, _PRODETA, _DR, _PTTOT, _SUMPT, _RATIO, _METCEN,
  _LEPCEN) = range(12)
 
@@ -107,7 +107,7 @@ def round3_fast(x):
     """``rint(1000 x) * 0.001``: a multiplication instead of ``np.round``'s division
     (a scalar division costs ~4x more).  Within 1 ulp (float64) of ``np.round(x, 3)``,
     never once different after the cast to float32 (tests check every 3-decimal
-    value with |x| < 4000), and equal at the integer thresholds (``k * 1000 *
+    value with ``|x|`` < 4000), and equal at the integer thresholds (``k * 1000 *
     0.001`` rounds back to ``k``), so that cuts decide as with ``np.round``."""
     return np.rint(x * 1000.0) * 0.001
 
@@ -115,7 +115,7 @@ def round3_fast(x):
 @numba.njit(inline="always")
 def value(x, snap):
     """``x`` as float64; with ``snap``, its nearest 3-decimal value
-    (:func:`round3_fast`).  A float32 that stores a 3-decimal number (|x| < 16777)
+    (:func:`round3_fast`).  A float32 that stores a 3-decimal number (``|x|`` < 16777)
     identifies it uniquely, so this recovers the float64 value the reference
     computes with."""
     return round3_fast(x) if snap else float(x)
@@ -144,7 +144,7 @@ class DerivedBlocks:
 
     def compute(self, pri: tuple[np.ndarray, ...], out: np.ndarray, start: int, stop: int,
                 snap: bool = False):
-        """DER_ features of rows ``[start, stop)`` of the primaries ``pri`` (a
+        """``DER_`` features of rows ``[start, stop)`` of the primaries ``pri`` (a
         :func:`primary_columns` tuple) into ``out[:, start:stop]`` (float32, 12 rows).
 
         ``snap``: the primaries are float32 stores of 3-decimal values (the
@@ -170,7 +170,7 @@ class DerivedBlocks:
 
 
 def compute_derived(pri: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Return the 12 DER_ columns (float32) for a mapping of the 16 PRI_ columns.
+    """Return the 12 ``DER_`` columns (float32) for a mapping of the 16 ``PRI_`` columns.
 
     Other keys in ``pri`` are ignored.  Agrees with the reference's float64
     evaluation to ~1e-6 relative (a few 1e-7 typically).
@@ -184,7 +184,7 @@ def compute_derived(pri: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(zip(DERIVED, out))
 
 
-# -- the vectorised loops (p: primaries, s: scratch rows, o: DER_ rows) ---------
+# -- the vectorised loops (p: primaries, s: scratch rows, o: ``DER_`` rows) ---------
 # unit vectors: lep (s[0], s[5]), had (s[1], s[6]), jet1 (s[2], s[7]),
 # jet2 (s[3], s[8]), met (s[4], s[9])
 @numba.njit(**_JIT)

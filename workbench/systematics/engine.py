@@ -18,9 +18,9 @@ Columnar NumPy re-implementation of the challenge's systematics (the reference i
    drop events with ``PRI_lep_pt < 20``.  As in the reference, ``PRI_n_jets``
    counts every jet while only two are stored, so an event with 3+ jets whose
    subleading jet is removed keeps ``PRI_n_jets >= 2`` with a -25 subleading jet,
-   and its two-jet DER_ features are computed from the -25 placeholders (~0.5%
+   and its two-jet ``DER_`` features are computed from the -25 placeholders (~0.5%
    of events at nominal).  Kept for parity: the challenge data were made this way.
-6. The 12 DER_ features are recomputed (``workbench.data.derived``).
+6. The 12 ``DER_`` features are recomputed (``workbench.data.derived``).
 7. Weights: ttbar x ``ttbar_scale``, diboson x ``diboson_scale``, every background
    x ``bkg_scale``.  The reference package's ``systematics()`` skips this step
    because it tests for a ``detailedlabel`` column that never exists (the column
@@ -200,7 +200,7 @@ def systematics_columns(
         phi = np.arctan2(met[MET_Y, :got], met[MET_X, :got], out=trig[-1, :got])
         _round_for_output(phi)
         pri[MET_PHI][m : m + got] = phi
-        der.compute(pri, out[len(PRIMARY) :], m, m + got, snap=True)  # 6: the DER_ features
+        der.compute(pri, out[len(PRIMARY) :], m, m + got, snap=True)  # 6: the ``DER_`` features
         m += got
     features = {name: row[:m] for name, row in zip(FEATURES, out)}
     return features, (None if not thresholds or m == n else keep)
