@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # annotations only: these modules import this one
     from workbench.pipeline import Pipeline
     from workbench.plugin.registry import Registry
     from workbench.spec import Spec
+    from workbench.toolkit.aggregate import FeatureBank, MuPrior
 
 
 @dataclass
@@ -95,12 +96,41 @@ class Classifier(Protocol):
 
 
 @runtime_checkable
+class FeatureClassifier(Classifier, Protocol):
+    """A classifier that reads a declared subset of the features."""
+
+    features: Sequence[str]
+    """The feature columns it reads, in its input order."""
+
+
+@runtime_checkable
 class GradientClassifier(Classifier, Protocol):
     """A classifier that also gives d score / d feature (for adversarial probes)."""
 
     def gradient(self, events: Events) -> np.ndarray:
-        """Per-event gradient of the score, shape (n_events, n_features)."""
+        """Per-event gradient of the score, shape (n_events, n_features): columns in
+        ``features`` order for a :class:`FeatureClassifier`, else in ``FEATURES`` order."""
         ...
+
+
+@runtime_checkable
+class TreeEnsemble(Protocol):
+    """A boosted-tree model that dumps its trees (as ``xgboost.Booster`` does)."""
+
+    def get_dump(self, fmap: str = "", with_stats: bool = False,
+                 dump_format: str = "text") -> list[str]:
+        """One string per tree; ``dump_format="json"``: nodes with ``split``,
+        ``split_condition`` and ``children``."""
+        ...
+
+
+@runtime_checkable
+class TreeClassifier(Classifier, Protocol):
+    """A classifier made of boosted trees whose split thresholds can be read."""
+
+    booster: TreeEnsemble | None
+    """The fitted trees (``None`` before ``fit``); their feature indices refer to
+    ``features`` for a :class:`FeatureClassifier`, else to ``FEATURES``."""
 
 
 @runtime_checkable
@@ -155,6 +185,16 @@ class LikelihoodTemplates(Templates, Protocol):
     channels: Mapping[str, Any]
 
     def likelihood(self) -> BinnedLikelihood: ...
+
+
+@runtime_checkable
+class ScoreTemplates(Templates, Protocol):
+    """Templates whose observations are classifier-score histograms, channel by channel."""
+
+    channels: Mapping[str, Any]
+    """The channels, in observation order."""
+    edges: np.ndarray
+    """Score bin edges of the first channel (the only one without categories)."""
 
 
 @runtime_checkable
@@ -234,8 +274,36 @@ class SimulatedStatistic(IntervalStrategy, Protocol):
     Neyman-belt calibration uses it to avoid one full ``predict`` per toy.
     """
 
-    def simulate_statistic(self, data: TrainingData, mu: np.ndarray, seed: int) -> np.ndarray:
-        """The estimator's value on simulated PEs at signal strengths ``mu``."""
+    def simulate_statistic(self, mu: np.ndarray, seed: int,
+                           mc_noise: float | None = None) -> np.ndarray:
+        """The estimator's value (mu_hat) on simulated PEs at signal strengths ``mu``, NPs
+        drawn from their priors; ``mc_noise``: the simulation's MC-statistics noise
+        (``None``: the strategy's own)."""
+        ...
+
+
+@runtime_checkable
+class AggregateInterval(IntervalStrategy, Protocol):
+    """An interval strategy on per-PE aggregated features that can be evaluated on
+    simulated feature matrices (the strategies of :mod:`workbench.toolkit.aggregate`).
+
+    ``bank`` simulates feature matrices (``bank.simulate``, ``bank.definition``);
+    ``predict_features`` is ``predict`` vectorised over their rows.
+    """
+
+    bank: FeatureBank | None
+    """The feature bank it was trained on (``None`` before ``fit``)."""
+    mu_prior: MuPrior | None
+    """The training prior of mu (``None`` before ``fit``)."""
+
+    def features(self, events: Events) -> np.ndarray:
+        """The aggregated features of one PE, shape (1, n_features)."""
+        ...
+
+    def predict_features(
+        self, X: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        """``(mu_hat, mu16, mu84, infos)`` per row of a feature matrix."""
         ...
 
 
