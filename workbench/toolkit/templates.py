@@ -1,10 +1,17 @@
-"""Built-in template strategy: binned classifier-score templates as a pyhf model.
+"""HistFactory templates of the classifier score: the built model and its builder.
+
+Shared by the template strategies "pyhf" (the model as a pyhf workspace) and
+"polynomial" (the same channels with per-bin polynomial NP responses and its own
+likelihood): :class:`HistFactoryTemplates` fills the holdout into score
+histograms per channel and makes the systematic variations,
+:class:`BinnedTemplates` is what it builds.
 
 Channels: the classifier score, optionally split into categories (jet
-multiplicity, transverse-mass regions or user cuts), each its own pyhf channel
-with its own binning.  Four samples per channel (``htautau`` scaled by the POI
-``mu``; ``ztautau``, ``ttbar``, ``diboson``), filled from the holdout (weights =
-one pseudo-experiment's expected yield) with ``hist`` Weight storage, so the MC
+multiplicity, transverse-mass regions or user cuts, see
+:mod:`workbench.toolkit.binning`), each its own pyhf channel with its own
+binning.  Four samples per channel (``htautau`` scaled by the POI ``mu``;
+``ztautau``, ``ttbar``, ``diboson``), filled from the holdout (weights = one
+pseudo-experiment's expected yield) with ``hist`` Weight storage, so the MC
 statistical uncertainty is known per bin.
 
 Modifiers (only for NPs in ``data.randomised``; fixed NPs stay at their value):
@@ -23,7 +30,7 @@ Modifiers (only for NPs in ``data.randomised``; fixed NPs stay at their value):
   1 +- 0.25, 1 +- 0.001.
 * ``staterror`` -- the holdout's per-bin sqrt(sum w^2), one set per channel.
 
-Variations may be symmetrised, smoothed and pruned (see ``PyhfTemplates``);
+Variations may be symmetrised, smoothed and pruned (see :class:`HistFactoryParams`);
 every floor, prune and guard decision is recorded in ``templates.metadata``
 (pyhf's schema allows no extra keys in the workspace, so ``export_workspace``
 writes it to a sidecar file).
@@ -34,20 +41,26 @@ noise is common and template differences are the systematic effect alone.
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
-from workbench import hookimpl
 from workbench.data.events import Events
 from workbench.data.schema import PROCESSES, SIGNAL
 from workbench.plugin.protocols import Classifier, TrainingData
-from workbench.systematics.nuisance import NuisanceParameters
+from workbench.systematics.nuisance import SHAPE_NPS
+from workbench.toolkit.binning import (
+    Category,
+    parse_categories,
+    smooth_353h,
+    smooth_polynomial,
+    weighted_quantile_edges,
+)
+from workbench.toolkit.nominal import nominal_nuisances, shape_variation_points
 
-SHAPE_NPS = ("tes", "jes", "soft_met")
 NORM_NPS = {
     "ttbar_scale": ("ttbar",),
     "diboson_scale": ("diboson",),
@@ -62,215 +75,131 @@ ON_INVALID = ("floor", "raise")
 POI = "mu"
 NORMSYS_FLOOR = 1e-3
 """Smallest normsys ``lo``/``hi`` written (pyhf needs > 0: it takes logarithms)."""
-MT_COLUMN = "DER_mass_transverse_met_lep"
-NJETS_COLUMN = "PRI_n_jets"
+
+Binning = Literal["equal-signal", "uniform"]
 
 
-# -- categories ---------------------------------------------------------------
-@dataclass(frozen=True)
-class Cut:
-    """``low <= events[column] < high`` (a missing side is unbounded)."""
-
-    column: str
-    low: float | None = None
-    high: float | None = None
-
-    def mask(self, events: Events) -> np.ndarray:
-        if self.column not in events:
-            raise KeyError(f"pyhf templates: category cut on column {self.column!r}, "
-                           f"which the events do not have")
-        x = np.asarray(events[self.column], dtype=np.float64)
-        m = np.ones(len(x), dtype=bool)
-        if self.low is not None:
-            m &= x >= self.low
-        if self.high is not None:
-            m &= x < self.high
-        return m
+def per_channel(value, names: list[str], what: str, default):
+    """A scalar for every channel, or a ``{category: value}`` table (others: default)."""
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(f"{what} names unknown categories {unknown}; "
+                             f"categories: {names}")
+        return {n: value.get(n, default) for n in names}
+    return {n: value for n in names}
 
 
-@dataclass(frozen=True)
-class Category:
-    """A named event selection (AND of cuts); ``cuts = ()`` selects everything."""
+# -- the parameters -----------------------------------------------------------
+@dataclass
+class HistFactoryParams:
+    """Parameters of a HistFactory template builder (the "pyhf" strategy's, and the
+    base of "polynomial"'s).
 
-    name: str
-    cuts: tuple[Cut, ...] = ()
-
-    def mask(self, events: Events) -> np.ndarray:
-        m = np.ones(len(events), dtype=bool)
-        for cut in self.cuts:
-            m &= cut.mask(events)
-        return m
-
-    def describe(self) -> str:
-        parts = []
-        for c in self.cuts:
-            lo = f"{c.low:g} <= " if c.low is not None else ""
-            hi = f" < {c.high:g}" if c.high is not None else ""
-            parts.append(f"{lo}{c.column}{hi}")
-        return " and ".join(parts) or "all events"
-
-
-def _preset(name: str, mt_threshold: float) -> list[Category]:
-    njets = [
-        Category("0j", (Cut(NJETS_COLUMN, None, 0.5),)),
-        Category("1j", (Cut(NJETS_COLUMN, 0.5, 1.5),)),
-        Category("2j", (Cut(NJETS_COLUMN, 1.5, None),)),
-    ]
-    mt = [
-        Category("lowmt", (Cut(MT_COLUMN, None, mt_threshold),)),
-        Category("highmt", (Cut(MT_COLUMN, mt_threshold, None),)),
-    ]
-    if name == "njets":
-        return njets
-    if name == "mt":
-        return mt
-    if name == "njets-mt":
-        return [Category(f"{a.name}_{b.name}", a.cuts + b.cuts)
-                for a, b in itertools.product(njets, mt)]
-    raise ValueError(f"pyhf templates: categories={name!r}; presets: njets, mt, njets-mt "
-                     "(or a list of {name, column, low, high} / {name, cuts} tables)")
-
-
-def parse_categories(categories, mt_threshold: float = 40.0) -> list[Category] | None:
-    """``None`` (one inclusive channel), a preset name or a list of cut tables.
-
-    A table is ``{name, column, low, high}`` or ``{name, cuts = [{column, low, high}, ...]}``.
+    Processing of each shape variation, in this order: ``norm_shape_split`` ->
+    ``symmetrise`` -> ``smoothing`` -> pruning -> floors.  Defaults reproduce the
+    single-channel model without any of these steps.
     """
-    if categories is None:
-        return None
-    if isinstance(categories, str):
-        return _preset(categories, mt_threshold)
-    out = []
-    for i, table in enumerate(categories):
-        if not isinstance(table, Mapping) or "name" not in table:
-            raise ValueError(f"pyhf templates: categories[{i}] must be a table with 'name', "
-                             f"got {table!r}")
-        extra = set(table) - {"name", "column", "low", "high", "cuts"}
-        if extra:
-            raise ValueError(f"pyhf templates: categories[{i}] has unknown key(s) {sorted(extra)}; "
-                             "valid: name, column, low, high, cuts")
-        raw = list(table.get("cuts", []))
-        if "column" in table:
-            raw.append({k: table[k] for k in ("column", "low", "high") if k in table})
-        cuts = []
-        for c in raw:
-            if "column" not in c:
-                raise ValueError(f"pyhf templates: a cut of category {table['name']!r} lacks 'column'")
-            low, high = c.get("low"), c.get("high")
-            if low is not None and high is not None and not low < high:
-                raise ValueError(f"pyhf templates: category {table['name']!r}: cut on "
-                                 f"{c['column']} has low={low} >= high={high}")
-            cuts.append(Cut(str(c["column"]), None if low is None else float(low),
-                            None if high is None else float(high)))
-        out.append(Category(str(table["name"]), tuple(cuts)))
-    names = [c.name for c in out]
-    if len(set(names)) != len(names) or not names:
-        raise ValueError(f"pyhf templates: category names must be unique and non-empty, got {names}")
+
+    bins: int | dict[str, int] = 20
+    """Bins per channel, or ``{category: bins}`` (others: 20)."""
+    binning: Binning | dict[str, Binning] = "equal-signal"
+    """``equal-signal`` (equal expected signal per bin) or ``uniform``; per category too."""
+    score_range: tuple[float, float] = (0.0, 1.0)
+    """Range of the classifier score that is binned (scores outside are clipped in)."""
+    shape_systematics: tuple[str, ...] = SHAPE_NPS
+    """Shape NPs with histosys (those not randomised get none)."""
+    norm_systematics: tuple[str, ...] = tuple(NORM_NPS)
+    """Weight-scale NPs with normsys."""
+    staterror: bool = True
+    """Per-bin MC statistical uncertainty (one staterror per channel)."""
+    channel: str = "score"
+    """Channel name (the prefix ``<channel>_<category>`` with categories)."""
+    min_bin_content: float = 1e-6
+    """Floor of non-positive template bins (recorded in ``metadata``)."""
+    mu_bounds: tuple[float, float] | None = None
+    """Bounds of mu in the workspace (default: [min(0, mu_low), max(10, 3 mu_high)])."""
+    categories: str | list[dict[str, Any]] | None = None
+    """A preset (``njets``, ``mt``, ``njets-mt``) or a list of cut tables."""
+    mt_threshold: float = 40.0
+    """Transverse-mass threshold of the ``mt`` presets (GeV)."""
+    norm_shape_split: bool = False
+    """Split each shape variation into a normsys and a shape-only histosys."""
+    symmetrise: Literal["none", "mirror", "average"] = "none"
+    """Symmetrisation of the up/down variations."""
+    smoothing: Literal["none", "median", "polynomial"] = "none"
+    """Smoothing of the variation / nominal ratio (353QH twice, or a polynomial)."""
+    smoothing_degree: int = 2
+    """Degree of the ``polynomial`` smoothing."""
+    prune_normsys: float = 0.0
+    """Drop normsys smaller than this (relative size)."""
+    prune_shape: float = 0.0
+    """Drop histosys whose largest shift is below this many staterrors."""
+    on_invalid: Literal["floor", "raise"] = "floor"
+    """Negative bins / normsys factors: floor them (recorded) or raise."""
+
+    def __post_init__(self) -> None:
+        categories = parse_categories(self.categories, float(self.mt_threshold))
+        names = [c.name for c in categories] if categories else [str(self.channel)]
+        bins = per_channel(self.bins, names, "bins", 20)
+        binning = per_channel(self.binning, names, "binning", "equal-signal")
+        for n in names:
+            if binning[n] not in BINNINGS:
+                raise ValueError(f"binning={binning[n]!r} (channel {n}); "
+                                 f"valid: {', '.join(BINNINGS)}")
+            if int(bins[n]) < 1:
+                raise ValueError(f"bins={bins[n]} (channel {n}) must be >= 1")
+        lo, hi = (float(x) for x in self.score_range)
+        if not lo < hi:
+            raise ValueError(f"score_range={list(self.score_range)} must be increasing")
+        bad = [n for n in self.shape_systematics if n not in SHAPE_NPS]
+        if bad:
+            raise ValueError(f"shape_systematics {bad} unknown; valid: {SHAPE_NPS}")
+        bad = [n for n in self.norm_systematics if n not in NORM_NPS]
+        if bad:
+            raise ValueError(f"norm_systematics {bad} unknown; valid: {tuple(NORM_NPS)}")
+        if not self.min_bin_content > 0:
+            raise ValueError(f"min_bin_content={self.min_bin_content} must be > 0")
+        if self.mu_bounds is not None and not (len(self.mu_bounds) == 2
+                                               and self.mu_bounds[0] < self.mu_bounds[1]):
+            raise ValueError(f"mu_bounds={self.mu_bounds} must be [low, high]")
+        for value, valid, what in ((self.symmetrise, SYMMETRISATIONS, "symmetrise"),
+                                   (self.smoothing, SMOOTHINGS, "smoothing"),
+                                   (self.on_invalid, ON_INVALID, "on_invalid")):
+            if value not in valid:
+                raise ValueError(f"{what}={value!r}; valid: {', '.join(valid)}")
+        if self.prune_normsys < 0 or self.prune_shape < 0:
+            raise ValueError("prune_normsys and prune_shape must be >= 0")
+
+
+# -- filling ------------------------------------------------------------------
+def score_histogram(scores: np.ndarray, process: np.ndarray, weights: np.ndarray,
+                    edges: np.ndarray):
+    """Score x process histogram (Weight storage); scores are clipped into the edges."""
+    import hist
+
+    lo, hi = edges[0], edges[-1]
+    scores = np.clip(scores, lo, np.nextafter(hi, lo))
+    h = hist.Hist(
+        hist.axis.Variable(edges, name="score", flow=False),
+        hist.axis.IntCategory(list(range(len(PROCESSES))), name="process"),
+        storage=hist.storage.Weight(),
+    )
+    h.fill(score=scores, process=process, weight=weights)
+    return h
+
+
+def fill_channels(classifier: Classifier, events: Events,
+                  channels: Mapping[str, tuple[Category, np.ndarray]]) -> dict:
+    """``{channel: score x process hist}`` of a labelled sample, for the layout
+    ``{channel: (category, edges)}``; the classifier scores it once."""
+    scores = np.asarray(classifier.predict(events), dtype=np.float64)
+    process, weights = events.process, events.weights
+    out = {}
+    for name, (category, edges) in channels.items():
+        m = category.mask(events)
+        out[name] = score_histogram(scores[m], process[m], weights[m], edges)
     return out
-
-
-# -- helpers ------------------------------------------------------------------
-def nominal_nuisances(data: TrainingData) -> NuisanceParameters:
-    """The NP point PEs are centred on: randomised NPs at the prior median
-    (normal: ``loc``; log-normal: ``exp(loc)``, i.e. soft_met = 1), others at
-    ``data.fixed``."""
-    fixed = getattr(data, "fixed", None) or NuisanceParameters()
-    values = fixed.as_dict()
-    for name in data.randomised:
-        prior = data.priors[name]
-        centre = np.exp(prior.loc) if prior.kind == "lognormal" else prior.loc
-        values[name] = float(np.clip(centre, prior.low, prior.high))
-    return NuisanceParameters(**values)
-
-
-def np_value(name: str, alpha: float, priors: Mapping) -> float:
-    """The NP value at ``alpha`` prior standard deviations (log-normal: in the log),
-    clipped into the NP's range."""
-    prior = priors[name]
-    if prior.kind == "lognormal":
-        value = np.exp(prior.loc + alpha * prior.scale)
-    elif prior.kind == "normal":
-        value = prior.loc + alpha * prior.scale
-    else:
-        raise ValueError(f"pyhf templates: prior kind {prior.kind!r} of {name!r} is not supported")
-    return float(np.clip(value, prior.low, prior.high))
-
-
-def shape_variation_points(name: str, data: TrainingData) -> tuple[float, float]:
-    """(down, up) NP values for the +-1 sigma templates of a shape NP.
-
-    Normal prior: ``loc -+ scale``; log-normal: ``exp(loc -+ scale)`` so the
-    interpolation parameter is the log of the NP.  Clipped into the NP's range.
-    """
-    return np_value(name, -1.0, data.priors), np_value(name, 1.0, data.priors)
-
-
-def weighted_quantile_edges(scores: np.ndarray, weights: np.ndarray, bins: int,
-                            lo: float, hi: float) -> np.ndarray:
-    """Bin edges in [lo, hi] with equal weighted signal content per bin.
-
-    Duplicate edges (ties, e.g. a saturated score) are dropped, so fewer bins
-    may result; the outer edges are always ``lo`` and ``hi``.
-    """
-    inside = (scores >= lo) & (scores <= hi) & (weights > 0)
-    s, w = scores[inside].astype(np.float64), weights[inside].astype(np.float64)
-    if len(s) < bins:
-        raise ValueError(
-            f"pyhf templates: only {len(s)} signal holdout events inside score_range "
-            f"[{lo}, {hi}], fewer than bins={bins}; use binning='uniform' or fewer bins"
-        )
-    order = np.argsort(s, kind="stable")
-    s, w = s[order], w[order]
-    cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
-    inner = np.interp(np.linspace(0.0, 1.0, bins + 1)[1:-1], cdf, s)
-    edges = np.unique(np.concatenate([[lo], inner, [hi]]))
-    return edges
-
-
-def _median_filter(x: np.ndarray, width: int) -> np.ndarray:
-    """Running median of odd ``width``; the end bins keep shorter (symmetric) windows."""
-    half = width // 2
-    out = x.copy()
-    for i in range(len(x)):
-        k = min(half, i, len(x) - 1 - i)
-        out[i] = np.median(x[i - k:i + k + 1])
-    return out
-
-
-def smooth_353h(x: np.ndarray) -> np.ndarray:
-    """Running medians of 3, 5, 3 then a Hanning (1/4, 1/2, 1/4) pass, applied
-    twice ("twicing": the residuals are smoothed and added back).
-
-    This is the core of ROOT's ``TH1::SmoothArray`` (353QH twice) without the
-    quadratic-interpolation ("Q") step; it removes bin-to-bin noise while keeping
-    monotonic trends.  Arrays shorter than 3 bins are returned unchanged.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) < 3:
-        return x.copy()
-
-    def once(y):
-        y = _median_filter(_median_filter(_median_filter(y, 3), 5), 3)
-        z = y.copy()
-        z[1:-1] = 0.25 * y[:-2] + 0.5 * y[1:-1] + 0.25 * y[2:]
-        return z
-
-    first = once(x)
-    return first + once(x - first)
-
-
-def smooth_polynomial(x: np.ndarray, weights: np.ndarray | None, degree: int) -> np.ndarray:
-    """Weighted least-squares polynomial in the bin index (degree capped at nbins - 1)."""
-    x = np.asarray(x, dtype=np.float64)
-    idx = np.arange(len(x), dtype=np.float64)
-    deg = min(int(degree), len(x) - 1)
-    if deg < 0:
-        return x.copy()
-    w = None if weights is None else np.sqrt(np.maximum(weights, 0.0))
-    if w is not None and not np.any(w > 0):
-        w = None
-    coef = np.polynomial.polynomial.polyfit(idx, x, deg, w=w)
-    return np.polynomial.polynomial.polyval(idx, coef)
 
 
 # -- the built model ----------------------------------------------------------
@@ -407,7 +336,7 @@ class BinnedTemplates:
     def workspace(self, observations: Mapping[str, Sequence[float]] | None = None) -> dict:
         """The pyhf workspace (schema 1.0.0); ``None`` -> Asimov data (mu = 1, nominal NPs)."""
         observed = self._observed(observations)
-        channels = []
+        channels: list[dict[str, Any]] = []
         for cname, ch in self.channels.items():
             samples = []
             for name, nominal in ch.sample_data.items():
@@ -419,11 +348,11 @@ class BinnedTemplates:
                         lo, hi = by_sample[name]
                         modifiers.append({"name": np_name, "type": "histosys",
                                           "data": {"hi_data": hi.tolist(), "lo_data": lo.tolist()}})
-                for np_name, by_sample in ch.normsys.items():
-                    if name in by_sample:
-                        hi, lo = by_sample[name]
+                for np_name, factors in ch.normsys.items():
+                    if name in factors:
+                        f_hi, f_lo = factors[name]
                         modifiers.append({"name": np_name, "type": "normsys",
-                                          "data": {"hi": float(hi), "lo": float(lo)}})
+                                          "data": {"hi": float(f_hi), "lo": float(f_lo)}})
                 if ch.staterror is not None:
                     modifiers.append({"name": f"staterror_{cname}", "type": "staterror",
                                       "data": ch.staterror[name].tolist()})
@@ -445,129 +374,51 @@ class BinnedTemplates:
         }
 
 
-# -- the strategy -------------------------------------------------------------
-def _per_channel(value, names: list[str], what: str, default):
-    """A scalar for every channel, or a ``{category: value}`` table (others: default)."""
-    if isinstance(value, Mapping):
-        unknown = sorted(set(value) - set(names))
-        if unknown:
-            raise ValueError(f"pyhf templates: {what} names unknown categories {unknown}; "
-                             f"categories: {names}")
-        return {n: value.get(n, default) for n in names}
-    return {n: value for n in names}
-
-
-class PyhfTemplates:
+# -- the builder --------------------------------------------------------------
+class HistFactoryTemplates:
     """Classifier-score histograms per category with tes/jes/soft_met histosys
     (optionally split into normsys + shape histosys), scale normsys and staterror.
 
-    Processing of each shape variation, in this order: ``norm_shape_split`` ->
-    ``symmetrise`` -> ``smoothing`` -> pruning -> floors.  Defaults reproduce the
-    single-channel model without any of these steps.
+    The builder of a template strategy: constructed from a resolved
+    :class:`HistFactoryParams` (the strategy resolves spec or keyword parameters
+    first); ``build(data, classifier)`` returns :class:`BinnedTemplates`.
     """
 
-    def __init__(
-        self,
-        bins: int | Mapping[str, int] = 20,
-        binning: str | Mapping[str, str] = "equal-signal",
-        score_range: Sequence[float] = (0.0, 1.0),
-        shape_systematics: Sequence[str] = SHAPE_NPS,
-        norm_systematics: Sequence[str] = tuple(NORM_NPS),
-        staterror: bool = True,
-        channel: str = "score",
-        min_bin_content: float = 1e-6,
-        mu_bounds: Sequence[float] | None = None,
-        categories: str | Sequence[Mapping] | None = None,
-        mt_threshold: float = 40.0,
-        norm_shape_split: bool = False,
-        symmetrise: str = "none",
-        smoothing: str = "none",
-        smoothing_degree: int = 2,
-        prune_normsys: float = 0.0,
-        prune_shape: float = 0.0,
-        on_invalid: str = "floor",
-    ) -> None:
-        self.categories = parse_categories(categories, float(mt_threshold))
+    def __init__(self, params: HistFactoryParams | None = None) -> None:
+        p = params if params is not None else HistFactoryParams()
+        self.params = p
+        self.categories = parse_categories(p.categories, float(p.mt_threshold))
         self.category_names = ([c.name for c in self.categories] if self.categories
-                               else [str(channel)])
+                               else [str(p.channel)])
         names = self.category_names
-        self.bins = bins if not isinstance(bins, Mapping) else dict(bins)
-        self._bins = _per_channel(bins, names, "bins", 20)
-        self._binning = _per_channel(binning, names, "binning", "equal-signal")
-        self.binning = binning
-        for n in names:
-            if self._binning[n] not in BINNINGS:
-                raise ValueError(f"pyhf templates: binning={self._binning[n]!r} (channel {n}); "
-                                 f"valid: {', '.join(BINNINGS)}")
-            if int(self._bins[n]) < 1:
-                raise ValueError(f"pyhf templates: bins={self._bins[n]} (channel {n}) must be >= 1")
-        lo, hi = (float(x) for x in score_range)
-        if not lo < hi:
-            raise ValueError(f"pyhf templates: score_range={list(score_range)} must be increasing")
-        bad = [n for n in shape_systematics if n not in SHAPE_NPS]
-        if bad:
-            raise ValueError(f"pyhf templates: shape_systematics {bad} unknown; valid: {SHAPE_NPS}")
-        bad = [n for n in norm_systematics if n not in NORM_NPS]
-        if bad:
-            raise ValueError(
-                f"pyhf templates: norm_systematics {bad} unknown; valid: {tuple(NORM_NPS)}"
-            )
-        if not min_bin_content > 0:
-            raise ValueError(f"pyhf templates: min_bin_content={min_bin_content} must be > 0")
-        if mu_bounds is not None and not (len(mu_bounds) == 2 and mu_bounds[0] < mu_bounds[1]):
-            raise ValueError(f"pyhf templates: mu_bounds={mu_bounds} must be [low, high]")
-        for value, valid, what in ((symmetrise, SYMMETRISATIONS, "symmetrise"),
-                                   (smoothing, SMOOTHINGS, "smoothing"),
-                                   (on_invalid, ON_INVALID, "on_invalid")):
-            if value not in valid:
-                raise ValueError(f"pyhf templates: {what}={value!r}; valid: {', '.join(valid)}")
-        if prune_normsys < 0 or prune_shape < 0:
-            raise ValueError("pyhf templates: prune_normsys and prune_shape must be >= 0")
-        self.score_range = (lo, hi)
-        self.shape_systematics = tuple(shape_systematics)
-        self.norm_systematics = tuple(norm_systematics)
-        self.staterror = bool(staterror)
-        self.channel = str(channel)
-        self.min_bin_content = float(min_bin_content)
-        self.mu_bounds = tuple(float(x) for x in mu_bounds) if mu_bounds is not None else None
-        self.norm_shape_split = bool(norm_shape_split)
-        self.symmetrise = symmetrise
-        self.smoothing = smoothing
-        self.smoothing_degree = int(smoothing_degree)
-        self.prune_normsys = float(prune_normsys)
-        self.prune_shape = float(prune_shape)
-        self.on_invalid = on_invalid
+        self.bins = p.bins if not isinstance(p.bins, Mapping) else dict(p.bins)
+        self._bins = per_channel(p.bins, names, "bins", 20)
+        self._binning = per_channel(p.binning, names, "binning", "equal-signal")
+        self.binning = p.binning
+        self.score_range = (float(p.score_range[0]), float(p.score_range[1]))
+        self.shape_systematics = tuple(p.shape_systematics)
+        self.norm_systematics = tuple(p.norm_systematics)
+        self.staterror = bool(p.staterror)
+        self.channel = str(p.channel)
+        self.min_bin_content = float(p.min_bin_content)
+        self.mu_bounds = ((float(p.mu_bounds[0]), float(p.mu_bounds[1]))
+                          if p.mu_bounds is not None else None)
+        self.norm_shape_split = bool(p.norm_shape_split)
+        self.symmetrise = p.symmetrise
+        self.smoothing = p.smoothing
+        self.smoothing_degree = int(p.smoothing_degree)
+        self.prune_normsys = float(p.prune_normsys)
+        self.prune_shape = float(p.prune_shape)
+        self.on_invalid = p.on_invalid
 
     # -- filling --------------------------------------------------------------
     def channel_categories(self) -> list[Category]:
         return self.categories or [Category(self.channel)]
 
-    @staticmethod
-    def _histogram(scores: np.ndarray, process: np.ndarray, weights: np.ndarray,
-                   edges: np.ndarray):
-        """Score x process histogram (Weight storage)."""
-        import hist
-
-        lo, hi = edges[0], edges[-1]
-        scores = np.clip(scores, lo, np.nextafter(hi, lo))
-        h = hist.Hist(
-            hist.axis.Variable(edges, name="score", flow=False),
-            hist.axis.IntCategory(list(range(len(PROCESSES))), name="process"),
-            storage=hist.storage.Weight(),
-        )
-        h.fill(score=scores, process=process, weight=weights)
-        return h
-
     def fill_channels(self, classifier: Classifier, events: Events,
                       channels: Mapping[str, tuple[Category, np.ndarray]]) -> dict:
-        """``{channel: hist}`` of a labelled sample; the classifier scores it once."""
-        scores = np.asarray(classifier.predict(events), dtype=np.float64)
-        process, weights = events.process, events.weights
-        out = {}
-        for name, (category, edges) in channels.items():
-            m = category.mask(events)
-            out[name] = self._histogram(scores[m], process[m], weights[m], edges)
-        return out
+        """``{channel: hist}`` of a labelled sample (see :func:`fill_channels`)."""
+        return fill_channels(classifier, events, channels)
 
     # -- variation processing -------------------------------------------------
     def _process_shape(self, nom: np.ndarray, dn: np.ndarray, up: np.ndarray,
@@ -781,11 +632,6 @@ class PyhfTemplates:
         )
 
 
-@hookimpl
-def register_templates(register):
-    register("pyhf", PyhfTemplates)
-
-
-__all__ = ["BinnedTemplates", "Category", "ChannelTemplates", "Cut", "PyhfTemplates",
-           "nominal_nuisances", "np_value", "parse_categories", "smooth_353h",
-           "smooth_polynomial", "weighted_quantile_edges"]
+__all__ = ["BINNINGS", "NORMSYS_FLOOR", "NORM_NPS", "ON_INVALID", "POI", "SMOOTHINGS",
+           "SYMMETRISATIONS", "BinnedTemplates", "ChannelTemplates", "HistFactoryParams",
+           "HistFactoryTemplates", "fill_channels", "per_channel", "score_histogram"]

@@ -16,28 +16,31 @@ to nominal (through ``P(0) = 1``), and combine the NPs multiplicatively::
   root of a quadratic), so the fit has only 1 + 6 parameters.
 * ``alpha`` of a shape NP is bounded by its grid (no polynomial extrapolation).
 
-The built object is a :class:`~workbench_builtins.templates.pyhf_templates.BinnedTemplates`
-(same channels, observations and a pyhf workspace with the usual +-1 sigma
-histosys, for export) plus ``likelihood()``: the profile-likelihood interval
-strategy fits that instead of the pyhf model when it exists.
+The channels are those of the HistFactory builder the "pyhf" strategy uses
+(:mod:`workbench.toolkit.templates`, all of its parameters).  The built object
+is a :class:`~workbench.toolkit.templates.BinnedTemplates` (same channels,
+observations and a pyhf workspace with the usual +-1 sigma histosys, for
+export) plus ``likelihood()``: the profile-likelihood interval strategy fits
+that instead of the pyhf model (it is a
+:class:`~workbench.plugin.protocols.LikelihoodTemplates`).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from workbench import hookimpl
-from workbench.data.schema import PROCESSES, SIGNAL
-from workbench.plugin.protocols import Classifier, TrainingData
-from workbench_builtins.templates.pyhf_templates import (
+from workbench import PROCESSES, SIGNAL, Classifier, TrainingData, hookimpl, resolve_params
+from workbench.toolkit.nominal import nominal_nuisances, np_alpha, np_value
+from workbench.toolkit.templates import (
     NORM_NPS,
     BinnedTemplates,
-    PyhfTemplates,
-    nominal_nuisances,
-    np_value,
+    HistFactoryParams,
+    HistFactoryTemplates,
+    fill_channels,
 )
 
 DEFAULT_GRID = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
@@ -54,13 +57,6 @@ def polynomial_variable(alpha, log_scale: float = 0.0):
         e = np.exp(log_scale * np.asarray(alpha, dtype=float))
         return e - 1.0, log_scale * e
     return np.asarray(alpha, dtype=float), np.ones_like(np.asarray(alpha, dtype=float))
-
-
-def _alpha_of(name: str, value: float, priors: Mapping) -> float:
-    prior = priors[name]
-    if prior.kind == "lognormal":
-        return float((np.log(value) - prior.loc) / prior.scale)
-    return float((value - prior.loc) / prior.scale)
 
 
 def _log_scale(name: str, priors: Mapping) -> float:
@@ -234,21 +230,33 @@ class PolynomialBinnedTemplates(BinnedTemplates):
         return float(value)
 
 
-class PolynomialTemplates(PyhfTemplates):
+@dataclass
+class PolynomialParams(HistFactoryParams):
+    """The HistFactory template parameters plus the polynomial responses'."""
+
+    grid: list[float] | dict[str, list[float]] | None = None
+    """alpha values per shape NP (a list for all, or ``{np: [...]}``); default -3..3 in
+    steps of 1 (soft_met: -3, -2, -1, -0.5, 0, 0.5, 1, ln 5)."""
+    degree: int = 3
+    """Polynomial degree (capped at the number of grid points - 1)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if int(self.degree) < 1:
+            raise ValueError(f"degree={self.degree} must be >= 1")
+
+
+class PolynomialTemplates(HistFactoryTemplates):
     """pyhf templates (all of their parameters) plus per-bin polynomial NP responses.
 
-    ``grid``: alpha values per shape NP (a list for all, or ``{np: [...]}``);
-    defaults -3..3 in steps of 1 (soft_met: -3, -2, -1, -0.5, 0, 0.5, 1, ln 5).
-    ``degree``: polynomial degree (capped at the number of grid points - 1).
+    ``PolynomialTemplates(PolynomialParams(degree=2))`` or ``PolynomialTemplates(degree=2)``.
     """
 
-    def __init__(self, grid: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
-                 degree: int = 3, **params) -> None:
-        super().__init__(**params)
-        if int(degree) < 1:
-            raise ValueError(f"polynomial templates: degree={degree} must be >= 1")
-        self.grid = grid
-        self.degree = int(degree)
+    def __init__(self, params: PolynomialParams | None = None, /, **overrides: Any) -> None:
+        p = resolve_params(PolynomialParams, params, overrides, "polynomial templates")
+        super().__init__(p)
+        self.grid = p.grid
+        self.degree = int(p.degree)
 
     def grid_for(self, name: str, priors: Mapping) -> list[float]:
         """Distinct alphas (clipped into the NP's range), always including 0."""
@@ -260,7 +268,7 @@ class PolynomialTemplates(PyhfTemplates):
             raw = DEFAULT_LOGNORMAL_GRID if priors[name].kind == "lognormal" else DEFAULT_GRID
         alphas = {0.0}
         for a in raw:
-            alphas.add(round(_alpha_of(name, np_value(name, float(a), priors), priors), 9))
+            alphas.add(round(np_alpha(name, np_value(name, float(a), priors), priors), 9))
         alphas = sorted(alphas)
         if len(alphas) < 3:
             raise ValueError(f"polynomial templates: grid of {name!r} needs >= 3 distinct points "
@@ -305,23 +313,13 @@ class PolynomialTemplates(PyhfTemplates):
                                          scale_alpha=scale_alpha, degree=self.degree)
 
 
-# The registry rejects unknown parameters by the factory's signature: expose all of them.
-_sig = inspect.signature(PyhfTemplates.__init__)
-_own = inspect.signature(PolynomialTemplates.__init__)
-PolynomialTemplates.__init__.__signature__ = _sig.replace(parameters=[
-    *_sig.parameters.values(),
-    *(p.replace(kind=p.KEYWORD_ONLY) for n, p in _own.parameters.items()
-      if n not in ("self", "params")),
-])
-
-
 @hookimpl
 def register_templates(register):
-    register("polynomial", PolynomialTemplates)
+    register("polynomial", PolynomialTemplates, params=PolynomialParams)
 
 
-__all__ = ["PolynomialBinnedTemplates", "PolynomialLikelihood", "PolynomialTemplates",
-           "compare_interpolation"]
+__all__ = ["PolynomialBinnedTemplates", "PolynomialLikelihood", "PolynomialParams",
+           "PolynomialTemplates", "compare_interpolation", "register_templates"]
 
 
 def compare_interpolation(templates: PolynomialBinnedTemplates, data: TrainingData,
@@ -338,12 +336,11 @@ def compare_interpolation(templates: PolynomialBinnedTemplates, data: TrainingDa
     seed = int(data.seed) % (2**31 - 1)
     nominal_nps = nominal_nuisances(data)
     layout = {n: (ch.category, ch.edges) for n, ch in templates.channels.items()}
-    filler = PyhfTemplates()
     out = []
     for name, value in points:
-        alpha = _alpha_of(name, value, data.priors)
+        alpha = np_alpha(name, value, data.priors)
         sample = data.apply_systematics(data.holdout, nominal_nps.replace(**{name: value}), seed)
-        hists = filler.fill_channels(templates.classifier, sample, layout)
+        hists = fill_channels(templates.classifier, sample, layout)
         direct = np.concatenate([hists[c].values().sum(axis=1) for c in templates.channels])
         pars = np.array(cfg.suggested_init(), dtype=float)
         pars[cfg.par_slice(name)] = alpha

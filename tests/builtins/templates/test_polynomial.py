@@ -9,6 +9,7 @@ import pytest
 from scipy.optimize import minimize_scalar
 from toys import MetScore, synthetic_events, training_data
 
+from workbench import BinnedLikelihood, LikelihoodTemplates, ReparametrisedTemplates
 from workbench.data.schema import PROCESSES
 from workbench.plugin.registry import get_registry
 from workbench.systematics.engine import apply_systematics
@@ -55,6 +56,11 @@ def test_registered_and_parameters_checked():
     assert isinstance(t, PolynomialTemplates) and t.degree == 2 and t.category_names == ["lowmt", "highmt"]
     with pytest.raises(Exception, match="unknown parameter"):
         reg.create("template", "polynomial", {"degre": 2})
+
+
+def test_abilities_of_the_built_templates(built):
+    assert isinstance(built, LikelihoodTemplates) and isinstance(built, ReparametrisedTemplates)
+    assert isinstance(built.likelihood(), BinnedLikelihood)
 
 
 def test_full_degree_polynomials_interpolate_the_grid(data):

@@ -7,17 +7,21 @@ import pyhf
 import pytest
 from toys import HadPtScore, synthetic_events, training_data
 
+from workbench import (
+    DescribedTemplates,
+    LikelihoodTemplates,
+    ReparametrisedTemplates,
+    ScoreTemplates,
+)
 from workbench.data.schema import PROCESSES
 from workbench.plugin.protocols import TrainingData
 from workbench.plugin.registry import PluginError, get_registry
 from workbench.systematics.engine import apply_systematics
 from workbench.systematics.nuisance import NuisanceParameters
-from workbench_builtins.templates.pyhf_templates import (
-    BinnedTemplates,
-    PyhfTemplates,
-    nominal_nuisances,
-    weighted_quantile_edges,
-)
+from workbench.toolkit.binning import weighted_quantile_edges
+from workbench.toolkit.nominal import nominal_nuisances
+from workbench.toolkit.templates import BinnedTemplates
+from workbench_builtins.templates.pyhf_templates import PyhfTemplates
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +169,14 @@ def test_parameter_errors_name_the_parameter():
         PyhfTemplates(shape_systematics=("tes", "lumi"))
     with pytest.raises(ValueError, match="score_range"):
         PyhfTemplates(score_range=(1.0, 0.0))
+
+
+def test_abilities_of_the_built_templates(built):
+    templates, _ = built
+    assert isinstance(templates, ScoreTemplates) and len(templates.channels) == 1
+    assert isinstance(templates, ReparametrisedTemplates)
+    assert isinstance(templates, DescribedTemplates)
+    assert not isinstance(templates, LikelihoodTemplates)  # pyhf's workspace is the model
 
 
 def test_registered_through_entry_points():

@@ -13,12 +13,9 @@ from toys import HadPtScore, MetScore, synthetic_events, training_data
 from workbench.data.schema import PROCESSES
 from workbench.systematics.engine import apply_systematics
 from workbench.systematics.nuisance import PRIORS, NuisanceParameters, Prior
+from workbench.toolkit.binning import smooth_353h, smooth_polynomial
 from workbench_builtins.intervals.profile_likelihood import ProfileLikelihood
-from workbench_builtins.templates.pyhf_templates import (
-    PyhfTemplates,
-    smooth_353h,
-    smooth_polynomial,
-)
+from workbench_builtins.templates.pyhf_templates import PyhfTemplates
 
 
 @pytest.fixture(scope="module")
