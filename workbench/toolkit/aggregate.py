@@ -1,13 +1,16 @@
-"""Interval strategy "quantile-regression": gradient-boosted quantiles of mu from
-per-pseudo-experiment aggregated features.
+"""Aggregated-feature interval strategies: simulated PEs from a cell bank, and the models.
 
-A pseudo-experiment (PE) is summarised by a few numbers -- the histogram of the
-classifier score, the total count and the means and quantiles of a few key
-features (``DER_mass_vis``, ``PRI_had_pt``, ``PRI_met``: ``tes`` moves the tau
-pT, ``soft_met`` the MET, so they act as fitted-NP proxies) -- and xgboost
-regresses the 15.865%, 50% and 84.135% quantiles of mu on them
-(``reg:quantileerror``), learned from simulated PEs with mu drawn from a
-training prior and all NPs from their priors.
+Shared by the interval strategies "quantile-regression", "bin-classifier",
+"hybrid" (and, through them, "calibrated" and the "prior-dependence"
+diagnostic): a pseudo-experiment (PE) is summarised by a few numbers -- the
+histogram of the classifier score, the total count and the means and quantiles
+of a few key features (``DER_mass_vis``, ``PRI_had_pt``, ``PRI_met``: ``tes``
+moves the tau pT, ``soft_met`` the MET, so they act as fitted-NP proxies) --
+and a model learns mu from them on simulated PEs with mu drawn from a training
+prior (:class:`MuPrior`) and all NPs from their priors.  The xgboost
+multi-quantile regressor (:class:`QuantileRegressor`, ``reg:quantileerror``)
+is here too: "quantile-regression" is it, "hybrid" uses it next to the bin
+classifier.
 
 Cheap simulated PEs (a full PE is ~1M events).  Every aggregated feature here
 is a function of the *marginal histograms* of a PE over a fixed binning (score
@@ -28,6 +31,10 @@ cell expectations come from a holdout subsample of at most
 all training PEs).  The bank is cached per (holdout, classifier, settings), so
 strategies sharing it (hybrid, calibration, prior-dependence retraining) pay
 for it once.
+
+The strategies' shared parameters are :class:`AggregateParams` (a strategy's
+own parameter dataclass inherits them) and their shared plumbing is
+:class:`AggregateStrategy`.
 """
 
 from __future__ import annotations
@@ -35,20 +42,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.special import ndtri
 
-from workbench import hookimpl
 from workbench.data.events import Events
 from workbench.data.schema import FEATURES, PROCESSES, SIGNAL
 from workbench.plugin.protocols import Classifier, IntervalResult, Templates, TrainingData
-from workbench.systematics.nuisance import NuisanceParameters, Prior
+from workbench.seeds import derive_seed
+from workbench.systematics.nuisance import SHAPE_NPS, WEIGHT_NPS, NuisanceParameters, Prior
+from workbench.toolkit.nominal import nominal_nuisances
 
 QUANTILES = (0.15865, 0.5, 0.84135)
-SHAPE_NPS = ("tes", "jes", "soft_met")
-WEIGHT_NPS = ("ttbar_scale", "diboson_scale", "bkg_scale")
 MU_PRIORS = ("uniform", "log-uniform", "normal")
 DEFAULT_FEATURES = ("DER_mass_vis", "PRI_had_pt", "PRI_met")
 
@@ -114,8 +120,9 @@ def mu_prior_from(data: TrainingData, kind: str, mu_range, loc: float, scale: fl
     return MuPrior(kind, float(lo), float(hi), float(loc), float(scale))
 
 
-def process_norms(mu: np.ndarray, weight_nps: dict[str, np.ndarray]) -> np.ndarray:
-    """Per-PE Poisson-mean multipliers per process code, shape (n, n_processes)."""
+def process_norm_matrix(mu: np.ndarray, weight_nps: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-PE Poisson-mean multipliers per process code, shape (n, n_processes): mu for
+    the signal, the weight-scale NPs for the backgrounds (vectorised over PEs)."""
     mu = np.asarray(mu, float)
     bkg = weight_nps["bkg_scale"]
     cols = {SIGNAL: mu, "ztautau": bkg, "ttbar": weight_nps["ttbar_scale"] * bkg,
@@ -295,7 +302,7 @@ class CellBank:
             for a, ia in enumerate(per_axis):
                 onehot[np.arange(n_occ), off[a] + ia] = 1.0
             settings.append(_Setting(nps, lam, var, onehot))
-        return cls(list(nbins), settings, time.perf_counter() - t0)
+        return cls(list(nbins or ()), settings, time.perf_counter() - t0)
 
     def simulate(self, norms: np.ndarray, setting: np.ndarray, rng: np.random.Generator,
                  mc_noise: float = 0.0, chunk: int = 256) -> np.ndarray:
@@ -356,7 +363,7 @@ class FeatureBank:
                  mc_noise: float = 0.0) -> np.ndarray:
         """Feature matrix of simulated PEs at the given mu, NPs drawn from the priors."""
         mu = np.asarray(mu, float)
-        norms = process_norms(mu, draw_weight_nps(self.data, len(mu), rng))
+        norms = process_norm_matrix(mu, draw_weight_nps(self.data, len(mu), rng))
         setting = rng.integers(0, len(self.bank.settings), len(mu))
         return self.definition.transform(self.bank.simulate(norms, setting, rng, mc_noise))
 
@@ -367,14 +374,11 @@ class FeatureBank:
 _BANK_CACHE: list[tuple[tuple, Any, Any, FeatureBank]] = []
 
 
-def feature_bank(data: TrainingData, classifier: Classifier, *, features=DEFAULT_FEATURES,
+def feature_bank(data: TrainingData, classifier: Classifier | None, *, features=DEFAULT_FEATURES,
                  score_bins: int = 12, feature_bins: int = 12, quantiles=(0.25, 0.5, 0.75),
                  n_settings: int = 16, max_events_per_process: int | None = 300_000,
                  source: Events | None = None, seed_key: str = "train") -> FeatureBank:
     """The (cached) feature bank of ``data.holdout`` (or ``source``) and ``classifier``."""
-    from workbench.seeds import derive_seed
-    from workbench_builtins.templates.pyhf_templates import nominal_nuisances
-
     if classifier is None:
         raise ValueError("needs a [classifier] in the spec: the aggregated features include "
                          "the classifier-score histogram")
@@ -384,9 +388,9 @@ def feature_bank(data: TrainingData, classifier: Classifier, *, features=DEFAULT
     source = data.holdout if source is None else source
     key = (tuple(features), score_bins, feature_bins, tuple(quantiles), n_settings,
            max_events_per_process, data.seed, tuple(data.randomised), data.fixed, seed_key)
-    for k, src, clf, bank in _BANK_CACHE:
+    for k, src, clf, cached in _BANK_CACHE:
         if k == key and src is source and clf is classifier:
-            return bank
+            return cached
     t0 = time.perf_counter()
     seed = derive_seed(data.seed, "aggregated-features", seed_key)
     sample = subsample(source, max_events_per_process, seed)
@@ -430,14 +434,15 @@ class QuantileRegressor:
         self.quantiles = tuple(float(q) for q in quantiles)
         if conformal and len(self.quantiles) < 2:
             raise ValueError("conformal calibration needs a lower and an upper quantile")
-        self.params = dict(n_estimators=n_estimators, max_depth=max_depth,
-                           learning_rate=learning_rate, early_stopping_rounds=early_stopping_rounds,
-                           validation_fraction=validation_fraction, n_jobs=n_jobs)
+        self.params: dict[str, Any] = dict(
+            n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate,
+            early_stopping_rounds=early_stopping_rounds, validation_fraction=validation_fraction,
+            n_jobs=n_jobs)
         self.seed = seed
         self.conformal = conformal
         self.calibration_fraction = calibration_fraction
         self.shifts = (0.0, 0.0)
-        self.booster = None
+        self.booster: Any = None
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "QuantileRegressor":
         import xgboost as xgb
@@ -512,40 +517,122 @@ def check_tweaks(inflation: float) -> None:
         raise ValueError(f"inflation must be > 0, got {inflation}")
 
 
-class _AggregateStrategy:
-    """Shared plumbing of the strategies on aggregated features."""
+# -- parameters ---------------------------------------------------------------------------
+@dataclass
+class AggregateParams:
+    """Parameters shared by the aggregated-feature strategies: the cell bank, the
+    aggregated features, the training PEs and their mu prior, the post-hoc tweaks."""
 
-    def __init__(self, *, n_train_pes: int, n_settings: int, max_events_per_process: int | None,
-                 features: Sequence[str], score_bins: int, feature_bins: int,
-                 feature_quantiles: Sequence[float], mu_prior: str, mu_prior_loc: float,
-                 mu_prior_scale: float, mu_train_range, inflation: float, clip_to_range: bool,
-                 mc_noise: float = 0.0):
-        if n_train_pes < 50:
-            raise ValueError(f"n_train_pes={n_train_pes} is too small (>= 50)")
-        check_tweaks(inflation)
-        if mu_prior not in MU_PRIORS:
-            raise ValueError(f"mu_prior {mu_prior!r} is not one of {', '.join(MU_PRIORS)}")
-        self.n_train_pes = int(n_train_pes)
-        self.bank_params = dict(features=tuple(features), score_bins=int(score_bins),
-                                feature_bins=int(feature_bins),
-                                quantiles=tuple(float(q) for q in feature_quantiles),
-                                n_settings=int(n_settings),
-                                max_events_per_process=max_events_per_process)
-        self.prior_params = (mu_prior, mu_train_range, float(mu_prior_loc), float(mu_prior_scale))
-        self.inflation = float(inflation)
-        self.clip_to_range = bool(clip_to_range)
-        if mc_noise < 0:
-            raise ValueError(f"mc_noise={mc_noise} must be >= 0")
-        self.mc_noise = float(mc_noise)
-        self.classifier = None
+    n_train_pes: int = 6000
+    """Simulated training PEs (>= 50)."""
+    n_settings: int = 16
+    """Latin-hypercube settings of the shape NPs in the cell bank."""
+    max_events_per_process: int | None = 300_000
+    """Holdout events per process the bank is made from (``None``: all)."""
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    """Key features whose means and quantiles are aggregated."""
+    score_bins: int = 12
+    """Classifier-score bins (equal expected signal)."""
+    feature_bins: int = 12
+    """Bins per key feature (equal expected total)."""
+    feature_quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)
+    """Quantiles of each key feature in the aggregated features."""
+    mu_prior: Literal["uniform", "log-uniform", "normal"] = "uniform"
+    """Training prior of mu."""
+    mu_prior_loc: float = 1.0
+    """Centre of the ``normal`` mu prior."""
+    mu_prior_scale: float = 0.2
+    """Width of the ``normal`` mu prior."""
+    mu_train_range: tuple[float, float] | None = None
+    """Range of the training mu (default: the spec's mu range)."""
+    n_jobs: int | None = None
+    """xgboost threads (``None``: all)."""
+    mc_noise: float = 0.0
+    """Gamma noise of the bank's cell expectations, in units of their MC variance."""
+    inflation: float = 1.0
+    """Interval inflation about mu_hat (1: none)."""
+    clip_to_range: bool = False
+    """Clip intervals into the spec's mu range."""
+
+    def __post_init__(self) -> None:
+        if self.n_train_pes < 50:
+            raise ValueError(f"n_train_pes={self.n_train_pes} is too small (>= 50)")
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"features: unknown feature(s) {unknown}; valid: {', '.join(FEATURES)}")
+        check_tweaks(self.inflation)
+        if self.mu_prior not in MU_PRIORS:
+            raise ValueError(f"mu_prior {self.mu_prior!r} is not one of {', '.join(MU_PRIORS)}")
+        if self.mc_noise < 0:
+            raise ValueError(f"mc_noise={self.mc_noise} must be >= 0")
+
+
+@dataclass
+class QuantileRegressorParams:
+    """Settings of the quantile regressor of "quantile-regression" (its parameters;
+    "hybrid" uses the defaults)."""
+
+    n_estimators: int = 300
+    """Boosting rounds at most (early-stopped)."""
+    max_depth: int = 4
+    """Tree depth."""
+    learning_rate: float = 0.1
+    """xgboost eta."""
+    early_stopping_rounds: int = 20
+    """Rounds without improvement on the validation split (0: no early stopping)."""
+    conformal: bool = True
+    """Split-conformal shifts of the outer quantiles (see :class:`QuantileRegressor`)."""
+
+
+# -- the strategies' plumbing ---------------------------------------------------------------
+class AggregateStrategy:
+    """Shared plumbing of the interval strategies on aggregated features.
+
+    Built from resolved :class:`AggregateParams` (a subclass's own dataclass).
+    ``fit`` simulates the training PEs from the (cached) feature bank and hands
+    them to the subclass's ``fit_arrays(X, mu, seed)``; ``predict`` computes a PE's
+    features and calls the subclass's ``predict_features(X) -> (mu_hat, mu16, mu84,
+    infos)``, vectorised over rows.
+    """
+
+    def __init__(self, params: AggregateParams) -> None:
+        self.params = params
+        self.n_train_pes = int(params.n_train_pes)
+        self.bank_params: dict[str, Any] = dict(
+            features=tuple(params.features), score_bins=int(params.score_bins),
+            feature_bins=int(params.feature_bins),
+            quantiles=tuple(float(q) for q in params.feature_quantiles),
+            n_settings=int(params.n_settings),
+            max_events_per_process=params.max_events_per_process)
+        self.prior_params = (params.mu_prior, params.mu_train_range, float(params.mu_prior_loc),
+                             float(params.mu_prior_scale))
+        self.inflation = float(params.inflation)
+        self.clip_to_range = bool(params.clip_to_range)
+        self.mc_noise = float(params.mc_noise)
+        self.n_jobs = params.n_jobs
+        self.classifier: Classifier | None = None
         self.bank: FeatureBank | None = None
         self.mu_prior: MuPrior | None = None
-        self.clip_range = None
+        self.clip_range: tuple[float, ...] | None = None
         self.fit_info: dict[str, Any] = {}
 
-    def _prepare(self, data: TrainingData, classifier: Classifier | None) -> tuple[np.ndarray, np.ndarray]:
-        from workbench.seeds import derive_seed
+    def fit(self, data: TrainingData, classifier: Classifier | None,
+            templates: Templates | None) -> None:
+        """Simulate the training PEs and fit the model on them (templates are not used)."""
+        X, mu = self.prepare(data, classifier)
+        self.fit_arrays(X, mu, data.seed)
 
+    def fit_arrays(self, X: np.ndarray, mu: np.ndarray, seed: int = 0) -> None:
+        """Fit the model on simulated feature matrices (rows: PEs, truth ``mu``)."""
+        raise NotImplementedError
+
+    def predict_features(self, X: np.ndarray):
+        """Vectorised ``(mu_hat, mu16, mu84, infos)`` for a feature matrix."""
+        raise NotImplementedError
+
+    def prepare(self, data: TrainingData, classifier: Classifier | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The feature bank, the mu prior and the training set ``(X, mu)`` of simulated PEs."""
         self.classifier = classifier
         self.bank = feature_bank(data, classifier, **self.bank_params)
         kind, rng_, loc, scale = self.prior_params
@@ -561,7 +648,8 @@ class _AggregateStrategy:
         return X, mu
 
     def features(self, events: Events) -> np.ndarray:
-        if self.bank is None:
+        """The aggregated features of one PE, shape (1, n_features)."""
+        if self.bank is None or self.classifier is None:
             raise RuntimeError(f"{type(self).__name__}: predict() called before fit()")
         return self.bank.features(self.classifier.predict(events), events)
 
@@ -578,59 +666,44 @@ class _AggregateStrategy:
                            mc_noise: float | None = None) -> np.ndarray:
         """mu_hat of simulated PEs at the given mu (NPs from the priors): the fast
         path of the "calibrated" strategy (``mc_noise`` default: the strategy's)."""
+        if self.bank is None:
+            raise RuntimeError(f"{type(self).__name__}: simulate_statistic() called before fit()")
         rng = np.random.default_rng(seed)
         X = self.bank.simulate(np.asarray(mu, float), rng,
                                self.mc_noise if mc_noise is None else mc_noise)
         return self.predict_features(X)[0]
 
 
-class QuantileRegressionInterval(_AggregateStrategy):
-    """Quantile regression (xgboost) of mu16 / mu_hat / mu84 on per-PE aggregated features."""
+class QuantileRegression:
+    """The model of "quantile-regression": xgboost quantiles (mu16, mu_hat, mu84) of mu
+    on aggregated features, also one half of "hybrid"."""
 
-    def __init__(self, n_train_pes: int = 6000, n_settings: int = 16,
-                 max_events_per_process: int | None = 300_000,
-                 features: Sequence[str] = DEFAULT_FEATURES, score_bins: int = 12,
-                 feature_bins: int = 12, feature_quantiles: Sequence[float] = (0.25, 0.5, 0.75),
-                 mu_prior: str = "uniform", mu_prior_loc: float = 1.0,
-                 mu_prior_scale: float = 0.2, mu_train_range: Sequence[float] | None = None,
-                 n_estimators: int = 300, max_depth: int = 4, learning_rate: float = 0.1,
-                 early_stopping_rounds: int = 20, n_jobs: int | None = None,
-                 conformal: bool = True, mc_noise: float = 0.0, inflation: float = 1.0,
-                 clip_to_range: bool = False) -> None:
-        super().__init__(n_train_pes=n_train_pes, n_settings=n_settings,
-                         max_events_per_process=max_events_per_process, features=features,
-                         score_bins=score_bins, feature_bins=feature_bins,
-                         feature_quantiles=feature_quantiles, mu_prior=mu_prior,
-                         mu_prior_loc=mu_prior_loc, mu_prior_scale=mu_prior_scale,
-                         mu_train_range=mu_train_range, inflation=inflation,
-                         clip_to_range=clip_to_range, mc_noise=mc_noise)
-        self.regressor_params = dict(n_estimators=n_estimators, max_depth=max_depth,
-                                     learning_rate=learning_rate,
-                                     early_stopping_rounds=early_stopping_rounds, n_jobs=n_jobs,
-                                     conformal=bool(conformal))
+    def __init__(self, params: QuantileRegressorParams | None = None,
+                 n_jobs: int | None = None) -> None:
+        p = params if params is not None else QuantileRegressorParams()
+        self.settings: dict[str, Any] = dict(n_estimators=p.n_estimators, max_depth=p.max_depth,
+                             learning_rate=p.learning_rate,
+                             early_stopping_rounds=p.early_stopping_rounds, n_jobs=n_jobs,
+                             conformal=bool(p.conformal))
         self.regressor: QuantileRegressor | None = None
 
-    def fit(self, data: TrainingData, classifier: Classifier | None,
-            templates: Templates | None) -> None:
-        X, mu = self._prepare(data, classifier)
-        self.fit_arrays(X, mu, data.seed)
-
-    def fit_arrays(self, X: np.ndarray, mu: np.ndarray, seed: int = 0) -> None:
+    def fit(self, X: np.ndarray, mu: np.ndarray, seed: int = 0) -> dict[str, Any]:
+        """Train on simulated PEs; returns the fit's info (seconds, trees, conformal shifts)."""
         t0 = time.perf_counter()
-        self.regressor = QuantileRegressor(seed=seed % (2**31), **self.regressor_params).fit(X, mu)
-        self.fit_info["regression_seconds"] = time.perf_counter() - t0
-        self.fit_info["trees"] = self.regressor.booster.num_boosted_rounds()
-        self.fit_info["conformal_shifts"] = list(self.regressor.shifts)
+        self.regressor = QuantileRegressor(seed=seed % (2**31), **self.settings).fit(X, mu)
+        return {"regression_seconds": time.perf_counter() - t0,
+                "trees": self.regressor.booster.num_boosted_rounds(),
+                "conformal_shifts": list(self.regressor.shifts)}
 
-    def predict_features(self, X: np.ndarray):
-        """Vectorised (mu_hat, mu16, mu84, infos) for a feature matrix."""
-        q = self.regressor.predict(X)
-        mu_hat, lo, hi = post_process(q[:, 1], q[:, 0], q[:, 2], self.inflation, self.clip_range)
-        infos = [{"method": "quantile-regression", "raw_interval": [float(a), float(c)]}
-                 for a, c in zip(q[:, 0], q[:, 2])]
-        return mu_hat, lo, hi, infos
+    def quantiles(self, X: np.ndarray) -> np.ndarray:
+        """(n, 3): mu16, mu_hat, mu84 per row, sorted (conformal shifts included)."""
+        if self.regressor is None:
+            raise RuntimeError("quantile regression: predict() called before fit()")
+        return self.regressor.predict(X)
 
 
-@hookimpl
-def register_intervals(register):
-    register("quantile-regression", QuantileRegressionInterval)
+__all__ = ["DEFAULT_FEATURES", "MU_PRIORS", "QUANTILES", "AggregateDefinition",
+           "AggregateParams", "AggregateStrategy", "CellBank", "FeatureBank", "MuPrior",
+           "QuantileRegression", "QuantileRegressor", "QuantileRegressorParams", "check_tweaks",
+           "draw_prior", "draw_weight_nps", "feature_bank", "mu_prior_from", "post_process",
+           "prior_ppf", "process_norm_matrix", "shape_settings", "subsample", "tweak_info"]

@@ -2,8 +2,8 @@
 
 ``bin-classifier``: a multi-class xgboost (``multi:softprob``) learns which of
 ``n_mu_bins`` equal bins of the training range a simulated PE's mu falls in,
-from the same aggregated features as "quantile-regression" (see its module for
-the cheap cell-bank simulation).  The class probabilities are a posterior under
+from the same aggregated features as "quantile-regression" (see
+:mod:`workbench.toolkit.aggregate` for the cheap cell-bank simulation).  The class probabilities are a posterior under
 the training prior with a piecewise-constant density; the interval is the
 narrowest region holding ``confidence_level`` of it (:func:`narrowest_interval`)
 and mu_hat its median.  Near the range edges, where a quantile regressor has to
@@ -11,22 +11,25 @@ extrapolate a truncated posterior, the class probabilities stay well defined.
 
 ``hybrid``: both models on one simulated training set; the bin classifier's
 interval when the regressor's mu_hat is within ``edge_threshold`` of an edge of
-the training range, the regressor's inside.
+the training range, the regressor's inside.  The regressor is the toolkit's
+(:class:`workbench.toolkit.aggregate.QuantileRegression`, the model of
+"quantile-regression" with its default settings).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from workbench import hookimpl
-from workbench.plugin.protocols import Classifier, Templates, TrainingData
-from workbench_builtins.intervals.quantile_regression import (
-    DEFAULT_FEATURES,
-    QuantileRegressionInterval,
-    _AggregateStrategy,
+from workbench import Classifier, Templates, TrainingData, hookimpl, resolve_params
+from workbench.toolkit.aggregate import (
+    AggregateParams,
+    AggregateStrategy,
+    QuantileRegression,
     post_process,
 )
 
@@ -162,40 +165,63 @@ class MuBinClassifier:
         return p
 
 
-class BinClassifierInterval(_AggregateStrategy):
+@dataclass
+class BinClassifierParams(AggregateParams):
+    """The aggregated-feature parameters plus the mu-bin classifier's."""
+
+    n_mu_bins: int = 15
+    """Equal bins of the training mu range (classes, >= 2)."""
+    n_estimators: int = 150
+    """Boosting rounds at most (early-stopped)."""
+    max_depth: int = 3
+    """Tree depth."""
+    learning_rate: float = 0.15
+    """xgboost eta."""
+    early_stopping_rounds: int = 15
+    """Rounds without improvement on the validation split (0: no early stopping)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_mu_bins < 2:
+            raise ValueError(f"n_mu_bins={self.n_mu_bins} must be >= 2")
+
+
+@dataclass
+class HybridParams(AggregateParams):
+    """The aggregated-feature parameters plus the switch between the two models (both
+    models keep their default settings)."""
+
+    edge_threshold: float = 0.3
+    """Distance of the regressor's mu_hat to an edge of the training range below which
+    the bin classifier's interval is used."""
+    n_mu_bins: int = 15
+    """Equal bins of the training mu range of the bin classifier (>= 2)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.edge_threshold < 0:
+            raise ValueError(f"edge_threshold={self.edge_threshold} must be >= 0")
+        if self.n_mu_bins < 2:
+            raise ValueError(f"n_mu_bins={self.n_mu_bins} must be >= 2")
+
+
+class BinClassifierInterval(AggregateStrategy):
     """Multi-class classifier of mu bins; narrowest 68.27% region of the class probabilities."""
 
-    def __init__(self, n_mu_bins: int = 15, n_train_pes: int = 6000, n_settings: int = 16,
-                 max_events_per_process: int | None = 300_000,
-                 features: Sequence[str] = DEFAULT_FEATURES, score_bins: int = 12,
-                 feature_bins: int = 12, feature_quantiles: Sequence[float] = (0.25, 0.5, 0.75),
-                 mu_prior: str = "uniform", mu_prior_loc: float = 1.0,
-                 mu_prior_scale: float = 0.2, mu_train_range: Sequence[float] | None = None,
-                 n_estimators: int = 150, max_depth: int = 3, learning_rate: float = 0.15,
-                 early_stopping_rounds: int = 15, n_jobs: int | None = None,
-                 mc_noise: float = 0.0, inflation: float = 1.0,
-                 clip_to_range: bool = False) -> None:
-        super().__init__(n_train_pes=n_train_pes, n_settings=n_settings,
-                         max_events_per_process=max_events_per_process, features=features,
-                         score_bins=score_bins, feature_bins=feature_bins,
-                         feature_quantiles=feature_quantiles, mu_prior=mu_prior,
-                         mu_prior_loc=mu_prior_loc, mu_prior_scale=mu_prior_scale,
-                         mu_train_range=mu_train_range, inflation=inflation,
-                         clip_to_range=clip_to_range, mc_noise=mc_noise)
-        if n_mu_bins < 2:
-            raise ValueError(f"n_mu_bins={n_mu_bins} must be >= 2")
-        self.n_mu_bins = int(n_mu_bins)
-        self.model_params = dict(n_estimators=n_estimators, max_depth=max_depth,
-                                 learning_rate=learning_rate,
-                                 early_stopping_rounds=early_stopping_rounds, n_jobs=n_jobs)
+    def __init__(self, params: BinClassifierParams | None = None, /, **overrides: Any) -> None:
+        p = resolve_params(BinClassifierParams, params, overrides, "bin-classifier")
+        super().__init__(p)
+        self.n_mu_bins = int(p.n_mu_bins)
+        self.model_params = dict(n_estimators=p.n_estimators, max_depth=p.max_depth,
+                                 learning_rate=p.learning_rate,
+                                 early_stopping_rounds=p.early_stopping_rounds, n_jobs=p.n_jobs)
         self.model: MuBinClassifier | None = None
         self.cl = 0.6827
 
     def fit(self, data: TrainingData, classifier: Classifier | None,
             templates: Templates | None) -> None:
-        X, mu = self._prepare(data, classifier)
         self.cl = data.confidence_level
-        self.fit_arrays(X, mu, data.seed)
+        super().fit(data, classifier, templates)
 
     def fit_arrays(self, X: np.ndarray, mu: np.ndarray, seed: int = 0) -> None:
         t0 = time.perf_counter()
@@ -217,42 +243,31 @@ class BinClassifierInterval(_AggregateStrategy):
         return mu_hat, lo, hi, infos
 
 
-class HybridInterval(_AggregateStrategy):
+class HybridInterval(AggregateStrategy):
     """Bin classifier near the edges of the mu range, quantile regression inside."""
 
-    def __init__(self, edge_threshold: float = 0.3, n_mu_bins: int = 15, n_train_pes: int = 6000,
-                 n_settings: int = 16, max_events_per_process: int | None = 300_000,
-                 features: Sequence[str] = DEFAULT_FEATURES, score_bins: int = 12,
-                 feature_bins: int = 12, feature_quantiles: Sequence[float] = (0.25, 0.5, 0.75),
-                 mu_prior: str = "uniform", mu_prior_loc: float = 1.0,
-                 mu_prior_scale: float = 0.2, mu_train_range: Sequence[float] | None = None,
-                 n_jobs: int | None = None, mc_noise: float = 0.0, inflation: float = 1.0,
-                 clip_to_range: bool = False) -> None:
-        common = dict(n_train_pes=n_train_pes, n_settings=n_settings,
-                      max_events_per_process=max_events_per_process, features=features,
-                      score_bins=score_bins, feature_bins=feature_bins,
-                      feature_quantiles=feature_quantiles, mu_prior=mu_prior,
-                      mu_prior_loc=mu_prior_loc, mu_prior_scale=mu_prior_scale,
-                      mu_train_range=mu_train_range, mc_noise=mc_noise)
-        super().__init__(**common, inflation=inflation, clip_to_range=clip_to_range)
-        if edge_threshold < 0:
-            raise ValueError(f"edge_threshold={edge_threshold} must be >= 0")
-        self.edge_threshold = float(edge_threshold)
-        self.qr = QuantileRegressionInterval(**common, n_jobs=n_jobs)
-        self.bc = BinClassifierInterval(n_mu_bins=n_mu_bins, **common, n_jobs=n_jobs)
+    def __init__(self, params: HybridParams | None = None, /, **overrides: Any) -> None:
+        p = resolve_params(HybridParams, params, overrides, "hybrid")
+        super().__init__(p)
+        self.edge_threshold = float(p.edge_threshold)
+        # the sub-models keep their defaults; the tweaks apply once, to the combination
+        shared = {f.name: getattr(p, f.name) for f in dataclasses.fields(AggregateParams)
+                  if f.name not in ("inflation", "clip_to_range")}
+        self.qr = QuantileRegression(n_jobs=p.n_jobs)
+        self.bc = BinClassifierInterval(BinClassifierParams(n_mu_bins=p.n_mu_bins, **shared))
 
     def fit(self, data: TrainingData, classifier: Classifier | None,
             templates: Templates | None) -> None:
-        X, mu = self._prepare(data, classifier)
-        for sub in (self.qr, self.bc):
-            sub.bank, sub.classifier, sub.mu_prior = self.bank, classifier, self.mu_prior
-            sub.fit_info = dict(self.fit_info)
+        X, mu = self.prepare(data, classifier)
+        self.bc.bank, self.bc.classifier, self.bc.mu_prior = self.bank, classifier, self.mu_prior
+        self.bc.fit_info = dict(self.fit_info)
         self.bc.cl = data.confidence_level
-        self.qr.fit_arrays(X, mu, data.seed)
+        self.fit_info["quantile_regression"] = self.qr.fit(X, mu, data.seed)
         self.bc.fit_arrays(X, mu, data.seed)
 
     def predict_features(self, X: np.ndarray):
-        qh, ql, qu, qi = self.qr.predict_features(X)
+        q = self.qr.quantiles(X)
+        ql, qh, qu = q[:, 0], q[:, 1], q[:, 2]
         bh, bl, bu, bi = self.bc.predict_features(X)
         lo_r, hi_r = self.mu_prior.low, self.mu_prior.high
         edge = (qh < lo_r + self.edge_threshold) | (qh > hi_r - self.edge_threshold)
@@ -268,5 +283,9 @@ class HybridInterval(_AggregateStrategy):
 
 @hookimpl
 def register_intervals(register):
-    register("bin-classifier", BinClassifierInterval)
-    register("hybrid", HybridInterval)
+    register("bin-classifier", BinClassifierInterval, params=BinClassifierParams)
+    register("hybrid", HybridInterval, params=HybridParams)
+
+
+__all__ = ["BinClassifierInterval", "BinClassifierParams", "HybridInterval", "HybridParams",
+           "MuBinClassifier", "narrowest_interval", "posterior_median", "register_intervals"]

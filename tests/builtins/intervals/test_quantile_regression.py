@@ -8,7 +8,7 @@ import pytest
 
 from workbench.plugin.registry import get_registry
 from workbench.systematics.nuisance import PRIORS
-from workbench_builtins.intervals.quantile_regression import (
+from workbench.toolkit.aggregate import (
     AggregateDefinition,
     MuPrior,
     QuantileRegressor,
