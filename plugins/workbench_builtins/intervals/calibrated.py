@@ -1,7 +1,7 @@
 """Interval strategy "calibrated": a Neyman belt around any point estimator.
 
 At fit time the inner strategy (any registered interval strategy, built through
-the registry) is trained, then for a grid of mu values PEs are simulated with
+the run's registry, ``data.registry``) is trained, then for a grid of mu values PEs are simulated with
 the NPs drawn from their priors and the inner estimator ``t`` (its mu_hat, or the
 midpoint of its interval) recorded.  Per grid point the central ``CL``
 acceptance region ``[t_lo(mu), t_hi(mu)]`` (the (1-CL)/2 and (1+CL)/2 quantiles)
@@ -12,8 +12,10 @@ for every mu in the grid range, whatever the estimator's bias or spread, as long
 as the simulation matches the data (the NPs are *marginalised* over their
 priors, so coverage holds on average over the NP prior, as in the challenge).
 
-Simulation: an inner strategy with ``simulate_statistic(mu, seed)`` (the
-aggregated-feature strategies: cheap cell-bank PEs) is used directly; any other
+Simulation: an inner strategy that is a
+:class:`~workbench.plugin.protocols.SimulatedStatistic` (``simulate_statistic(mu,
+seed, mc_noise)``; the aggregated-feature strategies: cheap cell-bank PEs) is
+used directly; any other
 is run on full PEs from ``data.sample_pseudo_experiment`` (slow: ``n_grid x
 n_toys`` full inferences, keep ``n_toys`` small).  The belt is kept in the
 object and can be written/read with ``save(path)`` / ``load(path)`` (JSON).
@@ -23,17 +25,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from workbench import hookimpl
-from workbench.data.events import Events
-from workbench.plugin.protocols import Classifier, IntervalResult, Templates, TrainingData
-from workbench.systematics.nuisance import draw_nuisances
-from workbench_builtins.intervals.quantile_regression import check_tweaks, post_process, tweak_info
+from workbench import (
+    Classifier,
+    Events,
+    IntervalResult,
+    SimulatedStatistic,
+    Templates,
+    TrainingData,
+    derive_seed,
+    draw_nuisances,
+    hookimpl,
+    resolve_params,
+)
+from workbench.plugin.registry import get_registry
+from workbench.toolkit.aggregate import check_tweaks, post_process, tweak_info
 
 STATISTICS = ("mu_hat", "midpoint")
 
@@ -111,28 +122,58 @@ class NeymanBelt:
             raise ValueError(f"cannot read a Neyman belt from {path}: {exc}") from exc
 
 
+@dataclass
+class CalibratedParams:
+    """Parameters of the "calibrated" strategy."""
+
+    inner: str = "quantile-regression"
+    """The inner interval strategy (any registered one but "calibrated")."""
+    inner_params: dict[str, Any] | None = None
+    """Its parameters."""
+    statistic: Literal["mu_hat", "midpoint"] = "mu_hat"
+    """The inner estimator the belt is made of: its mu_hat or its interval's midpoint."""
+    n_grid: int = 30
+    """mu grid points of the belt (>= 3)."""
+    n_toys: int = 400
+    """Simulated PEs per grid point (>= 10)."""
+    mu_grid_range: tuple[float, float] | None = None
+    """Range of the mu grid (default: the spec's mu range)."""
+    belt_path: str | None = None
+    """Where to write the belt (JSON) after fitting."""
+    mc_noise: float | None = 1.0
+    """MC-statistics noise of the cell-bank toys (``None``: the inner strategy's own)."""
+    inflation: float = 1.0
+    """Interval inflation about mu_hat (1: none)."""
+    clip_to_range: bool = False
+    """Clip intervals into the spec's mu range."""
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STATISTICS:
+            raise ValueError(f"statistic {self.statistic!r} is not one of "
+                             f"{', '.join(STATISTICS)}")
+        if self.n_grid < 3 or self.n_toys < 10:
+            raise ValueError(f"n_grid={self.n_grid} (>= 3) and n_toys={self.n_toys} (>= 10) "
+                             "are too small")
+        check_tweaks(self.inflation)
+        if self.inner == "calibrated":
+            raise ValueError("the inner strategy cannot be 'calibrated' itself")
+        if self.mc_noise is not None and self.mc_noise < 0:
+            raise ValueError(f"mc_noise={self.mc_noise} must be >= 0")
+
+
 class CalibratedInterval:
     """Neyman-belt calibration of an inner strategy's estimator (correct frequentist coverage)."""
 
-    def __init__(self, inner: str = "quantile-regression", inner_params: Mapping | None = None,
-                 statistic: str = "mu_hat", n_grid: int = 30, n_toys: int = 400,
-                 mu_grid_range: Sequence[float] | None = None, belt_path: str | None = None,
-                 mc_noise: float | None = 1.0, inflation: float = 1.0,
-                 clip_to_range: bool = False) -> None:
-        if statistic not in STATISTICS:
-            raise ValueError(f"statistic {statistic!r} is not one of {', '.join(STATISTICS)}")
-        if n_grid < 3 or n_toys < 10:
-            raise ValueError(f"n_grid={n_grid} (>= 3) and n_toys={n_toys} (>= 10) are too small")
-        check_tweaks(inflation)
-        if inner == "calibrated":
-            raise ValueError("calibrated: the inner strategy cannot be 'calibrated' itself")
-        self.inner_name, self.inner_params = inner, dict(inner_params or {})
-        self.statistic = statistic
-        self.mc_noise = mc_noise
-        self.n_grid, self.n_toys = int(n_grid), int(n_toys)
-        self.mu_grid_range = mu_grid_range
-        self.belt_path = belt_path
-        self.inflation, self.clip_to_range = float(inflation), bool(clip_to_range)
+    def __init__(self, params: CalibratedParams | None = None, /, **overrides: Any) -> None:
+        p = resolve_params(CalibratedParams, params, overrides, "calibrated")
+        self.params = p
+        self.inner_name, self.inner_params = p.inner, dict(p.inner_params or {})
+        self.statistic = p.statistic
+        self.mc_noise = p.mc_noise
+        self.n_grid, self.n_toys = int(p.n_grid), int(p.n_toys)
+        self.mu_grid_range = p.mu_grid_range
+        self.belt_path = p.belt_path
+        self.inflation, self.clip_to_range = float(p.inflation), bool(p.clip_to_range)
         self.inner = None
         self.belt: NeymanBelt | None = None
         self.clip_range = None
@@ -143,19 +184,15 @@ class CalibratedInterval:
 
     def fit(self, data: TrainingData, classifier: Classifier | None,
             templates: Templates | None) -> None:
-        from workbench.plugin.registry import get_registry
-        from workbench.seeds import derive_seed
-
-        self.inner = get_registry().create("interval", self.inner_name, self.inner_params)
+        registry = data.registry if data.registry is not None else get_registry()
+        self.inner = registry.create("interval", self.inner_name, self.inner_params)
         self.inner.fit(data, classifier, templates)
         self.clip_range = tuple(data.mu_range) if self.clip_to_range else None
         lo, hi = self.mu_grid_range if self.mu_grid_range is not None else data.mu_range
         grid = np.linspace(float(lo), float(hi), self.n_grid)
         seed = derive_seed(data.seed, "neyman-belt")
         t0 = time.perf_counter()
-        fast = hasattr(self.inner, "simulate_statistic") and self.statistic == "mu_hat"
-        if self.mc_noise is not None and self.mc_noise < 0:
-            raise ValueError(f"calibrated: mc_noise={self.mc_noise} must be >= 0")
+        fast = isinstance(self.inner, SimulatedStatistic) and self.statistic == "mu_hat"
         if fast:
             mus = np.repeat(grid, self.n_toys)
             # the inner model was trained on this bank: the belt toys get MC-statistics
@@ -215,4 +252,4 @@ class CalibratedInterval:
 
 @hookimpl
 def register_intervals(register):
-    register("calibrated", CalibratedInterval)
+    register("calibrated", CalibratedInterval, params=CalibratedParams)

@@ -14,14 +14,14 @@ import time
 
 import numpy as np
 
-from workbench import hookimpl
-from workbench.data.events import Events
-from workbench.plugin.protocols import (
+from workbench import (
     Classifier,
+    Events,
     IntervalResult,
     LikelihoodTemplates,
     Templates,
     TrainingData,
+    hookimpl,
 )
 from workbench.toolkit.profile import ProfileFitter, ProfileParams
 

@@ -34,20 +34,119 @@ Two plugins use the model:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import chi2
 
-from workbench import hookimpl
-from workbench.data.events import Events
-from workbench.data.schema import EXPECTED_EVENTS, FEATURES, PROCESSES
-from workbench.plugin.protocols import IntervalResult, TrainingData
-from workbench.systematics.nuisance import NuisanceParameters
+from workbench import (
+    EXPECTED_EVENTS,
+    FEATURES,
+    PROCESSES,
+    Events,
+    IntervalResult,
+    NuisanceParameters,
+    TrainingData,
+    hookimpl,
+    resolve_params,
+)
+from workbench.toolkit.nominal import nominal_nuisances
+
+if TYPE_CHECKING:
+    from workbench.plugin.registry import Registry
 
 DEFAULT_EDGES = (30.0, 45.0, 55.0, 65.0, 75.0, 85.0, 95.0, 105.0, 115.0, 130.0, 150.0, 180.0, 250.0)
 DEFAULT_WINDOW = (55.0, 115.0)
+
+
+@dataclass
+class SidebandModelParams:
+    """The binned model's parameters, shared by the sideband interval and generator."""
+
+    mass: str = "DER_mass_vis"
+    """The mass feature that is binned."""
+    edges: tuple[float, ...] = DEFAULT_EDGES
+    """Mass bin edges (increasing, >= 3 values)."""
+    window: tuple[float, float] = DEFAULT_WINDOW
+    """The signal window [low, high]; bins outside are the sidebands."""
+    correction_degree: int = 1
+    """Degree of the Legendre correction of the transfer factor (-1: none)."""
+    mc_stat: bool = True
+    """Gaussian-constrained gammas for the simulation's statistical uncertainty."""
+    mu_bounds: tuple[float, float] = (-5.0, 20.0)
+    """Bounds of mu in the fits."""
+
+    def __post_init__(self) -> None:
+        if self.mass not in FEATURES:
+            raise ValueError(f"unknown mass feature {self.mass!r}")
+        check_model_options(self.edges, self.window, self.correction_degree)
+
+    def model_options(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`SidebandModel`."""
+        return dict(edges=self.edges, window=self.window,
+                    correction_degree=self.correction_degree, mc_stat=self.mc_stat,
+                    mu_bounds=self.mu_bounds)
+
+
+@dataclass
+class SidebandIntervalParams(SidebandModelParams):
+    """Parameters of the "sideband" interval strategy."""
+
+    control: str = "score"
+    """The control variable: ``score`` (the classifier) or a feature."""
+    control_cut: float | None = None
+    """Region A is control > cut (default: the cut keeping ``signal_efficiency``)."""
+    signal_efficiency: float = 0.5
+    """Nominal signal fraction in A when ``control_cut`` is not given, in (0, 1)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.control_cut is None and not 0 < self.signal_efficiency < 1:
+            raise ValueError(f"signal_efficiency={self.signal_efficiency} must be in (0, 1)")
+
+
+@dataclass
+class SidebandGeneratorParams(SidebandModelParams):
+    """Parameters of the "sideband" generator."""
+
+    source: str = "simulator"
+    """The generator of the simulation and of the pseudo-data (not "sideband")."""
+    source_params: dict[str, Any] | None = None
+    """Its parameters."""
+    control: str = "DER_pt_h"
+    """The control feature (no classifier here)."""
+    control_cut: float = 100.0
+    """Region A is control > cut."""
+    data_mu: float = 0.0
+    """Signal strength of the pseudo-data."""
+    nuisances: dict[str, float] | None = None
+    """NP values of the simulation and the pseudo-data (others nominal)."""
+    luminosity_scale: float = 1.0
+    """Factor on the expected yields (> 0)."""
+
+    def __post_init__(self) -> None:
+        if self.control == "score":
+            raise ValueError("control must be a feature (no classifier here)")
+        if self.control not in FEATURES or self.mass not in FEATURES:
+            raise ValueError(f"unknown feature {self.control!r} or {self.mass!r}")
+        super().__post_init__()
+        if self.source == "sideband":
+            raise ValueError("source cannot be 'sideband' itself")
+        if not float(self.luminosity_scale) > 0:
+            raise ValueError(f"luminosity_scale={self.luminosity_scale} must be > 0")
+
+
+def check_model_options(edges, window, correction_degree) -> None:
+    """The checks of :class:`SidebandModel`'s binning options."""
+    e = np.asarray(edges, np.float64)
+    if e.ndim != 1 or len(e) < 3 or np.any(np.diff(e) <= 0):
+        raise ValueError(f"'edges' must be increasing with >= 3 values, got {edges}")
+    if not float(window[0]) < float(window[1]):
+        raise ValueError(f"'window' must be [low, high], got {window}")
+    if int(correction_degree) < -1:
+        raise ValueError("correction_degree must be >= -1 (-1: no correction)")
 
 
 def profiled_background(n_a, n_b, a_a, a_b, t):
@@ -75,14 +174,12 @@ class SidebandModel:
 
     def __init__(self, edges=DEFAULT_EDGES, window=DEFAULT_WINDOW, correction_degree: int = 1,
                  mc_stat: bool = True, mu_bounds=(-5.0, 20.0), confidence_level: float = 0.6827):
+        try:
+            check_model_options(edges, window, correction_degree)
+        except ValueError as exc:
+            raise ValueError(f"sideband: {exc}") from None
         self.edges = np.asarray(edges, np.float64)
-        if self.edges.ndim != 1 or len(self.edges) < 3 or np.any(np.diff(self.edges) <= 0):
-            raise ValueError(f"sideband: 'edges' must be increasing with >= 3 values, got {edges}")
         self.window = (float(window[0]), float(window[1]))
-        if not self.window[0] < self.window[1]:
-            raise ValueError(f"sideband: 'window' must be [low, high], got {window}")
-        if int(correction_degree) < -1:
-            raise ValueError("sideband: correction_degree must be >= -1 (-1: no correction)")
         self.degree = int(correction_degree)
         self.mc_stat = bool(mc_stat)
         self.mu_bounds = (float(mu_bounds[0]), float(mu_bounds[1]))
@@ -235,25 +332,17 @@ def simulated_templates(model: SidebandModel, sim: Events, high: np.ndarray, mas
 class SidebandInterval:
     """mu from a sideband/control-region background estimate (simulated signal only)."""
 
-    def __init__(self, control: str = "score", control_cut: float | None = None,
-                 signal_efficiency: float = 0.5, mass: str = "DER_mass_vis",
-                 edges: list[float] = DEFAULT_EDGES, window: list[float] = DEFAULT_WINDOW,
-                 correction_degree: int = 1, mc_stat: bool = True,
-                 mu_bounds: list[float] = (-5.0, 20.0)) -> None:
-        if mass not in FEATURES:
-            raise ValueError(f"sideband: unknown mass feature {mass!r}")
-        if control_cut is None and not 0 < signal_efficiency < 1:
-            raise ValueError(f"sideband: signal_efficiency={signal_efficiency} must be in (0, 1)")
-        self.control, self.control_cut = control, control_cut
-        self.signal_efficiency, self.mass = float(signal_efficiency), mass
-        self.options = dict(edges=edges, window=window, correction_degree=correction_degree,
-                            mc_stat=mc_stat, mu_bounds=mu_bounds)
+    def __init__(self, params: SidebandIntervalParams | None = None, /,
+                 **overrides: Any) -> None:
+        p = resolve_params(SidebandIntervalParams, params, overrides, "sideband")
+        self.params = p
+        self.control, self.control_cut = p.control, p.control_cut
+        self.signal_efficiency, self.mass = float(p.signal_efficiency), p.mass
+        self.options = p.model_options()
         self.classifier = None
         self.model: SidebandModel | None = None
 
     def fit(self, data: TrainingData, classifier, templates) -> None:
-        from workbench_builtins.templates.pyhf_templates import nominal_nuisances
-
         self.classifier = classifier
         self.model = SidebandModel(confidence_level=data.confidence_level, **self.options)
         sim = data.apply_systematics(data.holdout, nominal_nuisances(data), data.seed)
@@ -299,36 +388,29 @@ class SidebandGenerator:
     ``counts['htautau'] > 0``, simulated signal in A.  Weights sum to the
     *predicted* yields in the signal region, not to the expected yields of the
     whole selection.  The last fit is in ``last_fit``.
+
+    ``registry``: where the source generator is built from; a generator is made
+    without a run's context, so it is the process-wide registry unless set.
     """
 
-    def __init__(self, source: str = "simulator", source_params: Mapping | None = None,
-                 control: str = "DER_pt_h", control_cut: float = 100.0,
-                 mass: str = "DER_mass_vis", edges: list[float] = DEFAULT_EDGES,
-                 window: list[float] = DEFAULT_WINDOW, correction_degree: int = 1,
-                 mc_stat: bool = True, data_mu: float = 0.0,
-                 nuisances: Mapping[str, float] | None = None,
-                 mu_bounds: list[float] = (-5.0, 20.0), luminosity_scale: float = 1.0) -> None:
-        if control == "score":
-            raise ValueError("sideband generator: control must be a feature (no classifier here)")
-        if control not in FEATURES or mass not in FEATURES:
-            raise ValueError(f"sideband generator: unknown feature {control!r} or {mass!r}")
-        if source == "sideband":
-            raise ValueError("sideband generator: source cannot be 'sideband' itself")
-        self.source, self.source_params = source, dict(source_params or {})
-        self.control, self.control_cut, self.mass = control, float(control_cut), mass
-        self.options = dict(edges=edges, window=window, correction_degree=correction_degree,
-                            mc_stat=mc_stat, mu_bounds=mu_bounds)
-        self.data_mu = float(data_mu)
-        if not float(luminosity_scale) > 0:
-            raise ValueError(f"sideband generator: luminosity_scale={luminosity_scale} must be > 0")
-        self.luminosity_scale = float(luminosity_scale)
-        self.nps = NuisanceParameters.from_dict(dict(nuisances or {}))
+    def __init__(self, params: SidebandGeneratorParams | None = None, /,
+                 **overrides: Any) -> None:
+        p = resolve_params(SidebandGeneratorParams, params, overrides, "sideband generator")
+        self.params = p
+        self.source, self.source_params = p.source, dict(p.source_params or {})
+        self.control, self.control_cut, self.mass = p.control, float(p.control_cut), p.mass
+        self.options = p.model_options()
+        self.data_mu = float(p.data_mu)
+        self.luminosity_scale = float(p.luminosity_scale)
+        self.nps = NuisanceParameters.from_dict(dict(p.nuisances or {}))
         self.last_fit: dict[str, Any] | None = None
+        self.registry: Registry | None = None
 
     def _source(self):
         from workbench.plugin.registry import get_registry
 
-        return get_registry().create("generator", self.source, self.source_params)
+        registry = self.registry if self.registry is not None else get_registry()
+        return registry.create("generator", self.source, self.source_params)
 
     def model_from(self, simulation: Events, data: Events) -> tuple[SidebandModel, dict]:
         """Fit the model: templates from ``simulation`` (labelled), counts from ``data``."""
@@ -370,9 +452,9 @@ class SidebandGenerator:
 
 @hookimpl
 def register_generators(register):
-    register("sideband", SidebandGenerator)
+    register("sideband", SidebandGenerator, params=SidebandGeneratorParams)
 
 
 @hookimpl
 def register_intervals(register):
-    register("sideband", SidebandInterval)
+    register("sideband", SidebandInterval, params=SidebandIntervalParams)
