@@ -23,14 +23,16 @@ is never touched directly.  The perturbed primaries then go through
 (same soft-term seed): 3-decimal rounding, the 26 GeV thresholds (which may drop
 events or jets) and DER_ recomputation.
 
-Search.  Gradient-free by default: per-coordinate screening (ordered, for
-xgboost, by how many tree split thresholds the coordinate makes events cross --
-read from ``booster.get_dump(dump_format="json")``), greedy combination at the
-box corners, then a (1+1) evolution strategy with step-size adaptation.  A
-classifier exposing ``gradient(events) -> (n_events, n_features)`` (d score / d
-feature, columns in ``classifier.features`` order, default all 28 FEATURES) also
-gets projected sign-gradient steps on the mean score, chained to theta by finite
-differences of the (cheap) perturbation map.  Searches over increasing ``eps``
+Search.  Gradient-free by default: per-coordinate screening (ordered, for a
+:class:`~workbench.plugin.protocols.TreeClassifier` such as xgboost, by how many
+tree split thresholds the coordinate makes events cross -- read from
+``booster.get_dump(dump_format="json")``), greedy combination at the box
+corners, then a (1+1) evolution strategy with step-size adaptation.  A
+:class:`~workbench.plugin.protocols.GradientClassifier` (``gradient(events) ->
+(n_events, n_features)``, d score / d feature, columns in ``classifier.features``
+order for a :class:`~workbench.plugin.protocols.FeatureClassifier`, else all 28
+FEATURES) also gets projected sign-gradient steps on the mean score, chained to
+theta by finite differences of the (cheap) perturbation map.  Searches over increasing ``eps``
 start from the previous optimum, so the fooling rate is non-decreasing in eps.
 
 Constraints (all against the nominal-vs-nominal noise level: the
@@ -54,11 +56,20 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from workbench import hookimpl
-from workbench.data.events import Events
-from workbench.data.schema import FEATURES, PRIMARY
+from workbench import (
+    FEATURES,
+    PRIMARY,
+    Events,
+    FeatureClassifier,
+    GradientClassifier,
+    NuisanceParameters,
+    TreeClassifier,
+    TreeEnsemble,
+    hookimpl,
+    resolve_params,
+)
 from workbench.systematics.engine import systematics_columns
-from workbench.systematics.nuisance import NuisanceParameters
+from workbench.toolkit.nominal import nominal_nuisances
 
 SIGMAS = {
     "lep_scale": 0.005, "lep_slope": 0.005,
@@ -369,59 +380,87 @@ class _Best:
     constraints: dict[str, Any]
 
 
+@dataclass
+class AdversarialParams:
+    """Parameters of the "adversarial" diagnostic."""
+
+    parameters: tuple[str, ...] | None = None
+    """Perturbation parameters searched (default: all of :data:`SIGMAS`)."""
+    sigmas: dict[str, float] | None = None
+    """Overrides of their 1-sigma uncertainties."""
+    epsilons: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
+    """Box sizes |theta| <= eps (in sigma) of the successive searches."""
+    working_point: float = 0.5
+    """Signal efficiency of the score threshold whose decisions are attacked, in (0, 1)."""
+    fooling_events: int = 20000
+    """Signal holdout events of the fooling objective."""
+    constraint_events: int = 40000
+    """Holdout events of the distribution constraints."""
+    evaluations: int = 60
+    """Objective evaluations per search."""
+    noise_splits: int = 20
+    """Nominal-vs-nominal splits that set the constraint thresholds."""
+    noise_quantile: float = 0.9
+    """Quantile of the split distances used as threshold."""
+    margin: float = 1.0
+    """Factor on the thresholds."""
+    js_bins: int = 40
+    """Bins of the Jensen-Shannon distances."""
+    c2st_splits: int = 4
+    """Nominal splits of the classifier two-sample test (a check of its null)."""
+    mu_probe: bool = True
+    """Also search the perturbation that moves the fitted mu most."""
+    mu: float = 1.0
+    """True mu of the probe's pseudo-experiment."""
+    mu_epsilon: float = 1.0
+    """Box size of the mu probe (in sigma)."""
+    mu_evaluations: int = 24
+    """Interval fits of the mu probe at most."""
+    tes_shift: float = 0.01
+    """The tes shift the mu probe is compared with."""
+    gradient_steps: int = 8
+    """Sign-gradient steps for a gradient classifier (0: none)."""
+    plots: bool = True
+    """Write the plots."""
+
+    def __post_init__(self) -> None:
+        parameters = list(self.parameters) if self.parameters is not None else list(SIGMAS)
+        bad = [p for p in parameters if p not in SIGMAS]
+        bad += [p for p in (self.sigmas or {}) if p not in SIGMAS]
+        if bad:
+            raise ValueError(f"unknown perturbation parameter(s) {bad}; "
+                             f"valid: {', '.join(SIGMAS)}")
+        if not parameters:
+            raise ValueError("'parameters' is empty")
+        epsilons = sorted(float(e) for e in self.epsilons)
+        if not epsilons or epsilons[0] < 0:
+            raise ValueError(f"epsilons must be non-negative, got {self.epsilons}")
+        if not 0 < self.working_point < 1:
+            raise ValueError(f"working_point={self.working_point} must be in (0, 1)")
+
+
 class AdversarialProbe:
     """Search a constrained detector miscalibration that fools the classifier / moves mu_hat."""
 
-    def __init__(
-        self,
-        parameters: list[str] | None = None,
-        sigmas: dict[str, float] | None = None,
-        epsilons: list[float] = (0.5, 1.0, 2.0, 3.0),
-        working_point: float = 0.5,
-        fooling_events: int = 20000,
-        constraint_events: int = 40000,
-        evaluations: int = 60,
-        noise_splits: int = 20,
-        noise_quantile: float = 0.9,
-        margin: float = 1.0,
-        js_bins: int = 40,
-        c2st_splits: int = 4,
-        mu_probe: bool = True,
-        mu: float = 1.0,
-        mu_epsilon: float = 1.0,
-        mu_evaluations: int = 24,
-        tes_shift: float = 0.01,
-        gradient_steps: int = 8,
-        plots: bool = True,
-    ) -> None:
-        self.parameters = list(parameters) if parameters is not None else list(SIGMAS)
-        bad = [p for p in self.parameters if p not in SIGMAS]
-        bad += [p for p in (sigmas or {}) if p not in SIGMAS]
-        if bad:
-            raise ValueError(f"adversarial: unknown perturbation parameter(s) {bad}; "
-                             f"valid: {', '.join(SIGMAS)}")
-        if not self.parameters:
-            raise ValueError("adversarial: 'parameters' is empty")
-        self.sigmas = {**SIGMAS, **{k: float(v) for k, v in (sigmas or {}).items()}}
-        self.epsilons = sorted(float(e) for e in epsilons)
-        if not self.epsilons or self.epsilons[0] < 0:
-            raise ValueError(f"adversarial: epsilons must be non-negative, got {epsilons}")
-        if not 0 < working_point < 1:
-            raise ValueError(f"adversarial: working_point={working_point} must be in (0, 1)")
-        self.working_point = float(working_point)
-        self.fooling_events, self.constraint_events = int(fooling_events), int(constraint_events)
-        self.evaluations, self.noise_splits = int(evaluations), int(noise_splits)
-        self.noise_quantile, self.margin, self.js_bins = float(noise_quantile), float(margin), int(js_bins)
-        self.c2st_splits = int(c2st_splits)
-        self.mu_probe, self.mu, self.mu_epsilon = bool(mu_probe), float(mu), float(mu_epsilon)
-        self.mu_evaluations, self.tes_shift = int(mu_evaluations), float(tes_shift)
-        self.gradient_steps, self.plots = int(gradient_steps), bool(plots)
+    def __init__(self, params: AdversarialParams | None = None, /, **overrides: Any) -> None:
+        p = resolve_params(AdversarialParams, params, overrides, "adversarial")
+        self.params = p
+        self.parameters = list(p.parameters) if p.parameters is not None else list(SIGMAS)
+        self.sigmas = {**SIGMAS, **{k: float(v) for k, v in (p.sigmas or {}).items()}}
+        self.epsilons = sorted(float(e) for e in p.epsilons)
+        self.working_point = float(p.working_point)
+        self.fooling_events, self.constraint_events = int(p.fooling_events), int(p.constraint_events)
+        self.evaluations, self.noise_splits = int(p.evaluations), int(p.noise_splits)
+        self.noise_quantile, self.margin, self.js_bins = (float(p.noise_quantile), float(p.margin),
+                                                          int(p.js_bins))
+        self.c2st_splits = int(p.c2st_splits)
+        self.mu_probe, self.mu, self.mu_epsilon = bool(p.mu_probe), float(p.mu), float(p.mu_epsilon)
+        self.mu_evaluations, self.tes_shift = int(p.mu_evaluations), float(p.tes_shift)
+        self.gradient_steps, self.plots = int(p.gradient_steps), bool(p.plots)
 
     # -- setup ---------------------------------------------------------------
     def prepare(self, data, classifier, seed: int):
         """Fooling objective and constraints on samples drawn from ``data.holdout``."""
-        from workbench_builtins.templates.pyhf_templates import nominal_nuisances
-
         nps = nominal_nuisances(data)
         rng = np.random.default_rng(seed)
         hold = data.holdout
@@ -439,11 +478,13 @@ class AdversarialProbe:
 
     def crossing_scores(self, objective: FoolingObjective, eps: float) -> dict[str, float] | None:
         """Per parameter: split thresholds crossed by the selected signal events at +eps."""
-        booster = getattr(objective.classifier, "booster", None)
-        if booster is None or not hasattr(booster, "get_dump"):
+        classifier = objective.classifier
+        if not isinstance(classifier, TreeClassifier):
             return None
-        names = list(getattr(objective.classifier, "features", FEATURES))
-        thr = tree_split_thresholds(booster, names)
+        booster = classifier.booster
+        if not isinstance(booster, TreeEnsemble):
+            return None
+        thr = tree_split_thresholds(booster, _feature_names(classifier))
         sample = objective.sample
         out = {}
         for p in self.parameters:
@@ -510,7 +551,7 @@ class AdversarialProbe:
                     current = _Best(th, v, res, cons)
                     break
         # 3) projected sign-gradient steps for differentiable classifiers
-        if hasattr(objective.classifier, "gradient") and self.gradient_steps > 0:
+        if isinstance(objective.classifier, GradientClassifier) and self.gradient_steps > 0:
             current = self._gradient_steps(objective, current, eps, ev, budget)
         # 4) (1+1)-ES with 1/5th-rule step adaptation
         step = 0.3 * eps
@@ -530,7 +571,7 @@ class AdversarialProbe:
     def _gradient_steps(self, objective, current, eps, ev, budget):
         """Minimise the mean score of the selected signal by sign-gradient steps on theta."""
         sample = objective.sample
-        names = list(getattr(objective.classifier, "features", FEATURES))
+        names = _feature_names(objective.classifier)
         h = 1e-3
         for _ in range(self.gradient_steps):
             if budget[0] <= 0:
@@ -676,7 +717,7 @@ class AdversarialProbe:
             "tree_crossings_per_event": crossings,
             "curve": curve,
             "classifier_evaluations": objective.n_evaluations,
-            "gradient_hook": hasattr(classifier, "gradient"),
+            "gradient_hook": isinstance(classifier, GradientClassifier),
         }
         if self.mu_probe and pipeline.interval is not None and pipeline.pool is not None:
             seed_theta = next((c["theta"] for c in curve if c["epsilon"] >= self.mu_epsilon),
@@ -757,6 +798,11 @@ def _short(cons: dict[str, Any]) -> dict[str, Any]:
     return dict(cons)
 
 
+def _feature_names(classifier) -> list[str]:
+    """The columns of a classifier's gradient: its ``features``, else all FEATURES."""
+    return list(classifier.features) if isinstance(classifier, FeatureClassifier) else list(FEATURES)
+
+
 @hookimpl
 def register_diagnostics(register):
-    register("adversarial", AdversarialProbe)
+    register("adversarial", AdversarialProbe, params=AdversarialParams)

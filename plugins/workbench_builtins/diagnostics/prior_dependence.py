@@ -20,25 +20,37 @@ Evaluation PEs (``evaluation``):
   the first ``reference_pes_per_bin`` PEs of every bin (profile fits cost ~0.1 s).
 * ``"events"``: real PEs drawn event by event from the test pool and fed
   through ``predict`` (exact, ~2-4 s per PE: keep ``pes_per_bin`` small).
-Variants must be aggregated-feature strategies (they expose ``bank`` and
-``predict_features``) for ``"bank"``; any strategy works with ``"events"``.
+Variants must be aggregated-feature strategies
+(:class:`~workbench.plugin.protocols.AggregateInterval`: they expose ``bank`` and
+``predict_features``) for ``"bank"``; any strategy works with ``"events"``.  The
+reference is fitted on the bank's template counts when it is a
+:class:`~workbench.plugin.protocols.CountsInterval` and the templates are
+one-channel :class:`~workbench.plugin.protocols.ScoreTemplates`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from workbench import hookimpl
-from workbench.systematics.nuisance import NuisanceParameters, draw_nuisances
-from workbench_builtins.intervals.quantile_regression import (
+from workbench import (
+    AggregateInterval,
+    CountsInterval,
+    NuisanceParameters,
+    ScoreTemplates,
+    derive_seed,
+    draw_nuisances,
+    hookimpl,
+    resolve_params,
+)
+from workbench.toolkit.aggregate import (
     CellBank,
     draw_weight_nps,
-    process_norms,
+    process_norm_matrix,
     shape_settings,
     subsample,
 )
@@ -71,31 +83,58 @@ def bin_table(mu_true, mu_hat, lo, hi, bins) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass
+class PriorDependenceParams:
+    """Parameters of the "prior-dependence" diagnostic."""
+
+    strategy: str = "quantile-regression"
+    """The learned interval strategy that is retrained under each prior."""
+    strategy_params: dict[str, Any] | None = None
+    """Its parameters (each prior's table is added to them)."""
+    priors: dict[str, dict[str, Any]] | None = None
+    """Variant name -> mu-prior parameters (default: uniform, normal(1, 0.2), log-uniform)."""
+    reference: str | None = "profile-likelihood"
+    """A likelihood reference evaluated on the same PEs (``None``: none)."""
+    reference_params: dict[str, Any] | None = None
+    """Its parameters."""
+    mu_bins: tuple[tuple[float, float], ...] = DEFAULT_BINS
+    """The mu_true bins [low, high] of the tables."""
+    evaluation: Literal["bank", "events"] = "bank"
+    """Evaluation PEs: cell-bank draws of the test pool, or real PEs event by event."""
+    pes_per_bin: int = 400
+    """Evaluation PEs per mu_true bin."""
+    reference_pes_per_bin: int = 30
+    """Of which the reference is fitted on the first ones."""
+    n_settings: int = 8
+    """Shape-NP settings of the evaluation bank."""
+    max_events_per_process: int | None = None
+    """Test-pool events per process in the evaluation bank (``None``: all)."""
+    plot: bool = True
+    """Write ``prior-dependence.png``."""
+
+    def __post_init__(self) -> None:
+        if self.evaluation not in ("bank", "events"):
+            raise ValueError(f"evaluation {self.evaluation!r} is not 'bank' or 'events'")
+        bins = [tuple(float(v) for v in b) for b in self.mu_bins]
+        if any(len(b) != 2 or b[1] <= b[0] for b in bins):
+            raise ValueError(f"mu_bins must be [low, high] pairs with low < high, "
+                             f"got {self.mu_bins}")
+
+
 class PriorDependence:
     """Retrain a strategy under several mu priors; bias/coverage/width per mu_true bin."""
 
-    def __init__(self, strategy: str = "quantile-regression",
-                 strategy_params: Mapping | None = None,
-                 priors: Mapping[str, Mapping] | None = None,
-                 reference: str | None = "profile-likelihood",
-                 reference_params: Mapping | None = None,
-                 mu_bins: Sequence[Sequence[float]] = DEFAULT_BINS,
-                 evaluation: str = "bank", pes_per_bin: int = 400,
-                 reference_pes_per_bin: int = 30, n_settings: int = 8,
-                 max_events_per_process: int | None = None, plot: bool = True) -> None:
-        if evaluation not in ("bank", "events"):
-            raise ValueError(f"evaluation {evaluation!r} is not 'bank' or 'events'")
-        bins = [tuple(float(v) for v in b) for b in mu_bins]
-        if any(len(b) != 2 or b[1] <= b[0] for b in bins):
-            raise ValueError(f"mu_bins must be [low, high] pairs with low < high, got {mu_bins}")
-        self.strategy, self.strategy_params = strategy, dict(strategy_params or {})
-        self.priors = {k: dict(v) for k, v in (priors or DEFAULT_PRIORS).items()}
-        self.reference, self.reference_params = reference, dict(reference_params or {})
-        self.bins = bins
-        self.evaluation = evaluation
-        self.pes_per_bin, self.reference_pes_per_bin = int(pes_per_bin), int(reference_pes_per_bin)
-        self.n_settings, self.max_events = int(n_settings), max_events_per_process
-        self.plot = plot
+    def __init__(self, params: PriorDependenceParams | None = None, /, **overrides: Any) -> None:
+        p = resolve_params(PriorDependenceParams, params, overrides, "prior-dependence")
+        self.params = p
+        self.strategy, self.strategy_params = p.strategy, dict(p.strategy_params or {})
+        self.priors = {k: dict(v) for k, v in (p.priors or DEFAULT_PRIORS).items()}
+        self.reference, self.reference_params = p.reference, dict(p.reference_params or {})
+        self.bins = [tuple(float(v) for v in b) for b in p.mu_bins]
+        self.evaluation = p.evaluation
+        self.pes_per_bin, self.reference_pes_per_bin = int(p.pes_per_bin), int(p.reference_pes_per_bin)
+        self.n_settings, self.max_events = int(p.n_settings), p.max_events_per_process
+        self.plot = p.plot
 
     def run(self, ctx) -> dict[str, Any]:
         p = ctx.pipeline
@@ -125,8 +164,7 @@ class PriorDependence:
             "evaluation": self.evaluation, "training_range": list(data.mu_range),
             "priors": self.priors, "bins": [list(b) for b in self.bins],
             "variants": {name: {"bins": bin_table(mu_true, *r, self.bins),
-                                "mu_prior": variants[name].mu_prior.as_dict()
-                                if getattr(variants[name], "mu_prior", None) else None}
+                                "mu_prior": _mu_prior(variants[name])}
                          for name, r in results.items()},
             "seconds": {"training": t_fit, "total": time.perf_counter() - t0},
         }
@@ -141,17 +179,14 @@ class PriorDependence:
 
     # -- evaluation ------------------------------------------------------------------------
     def _bank(self, ctx, variants, ref, mu_true, rng):
-        from workbench.seeds import derive_seed
-
         first = next(iter(variants.values()))
-        if not hasattr(first, "predict_features") or getattr(first, "bank", None) is None:
+        if not isinstance(first, AggregateInterval) or first.bank is None:
             raise ValueError(f"prior-dependence: evaluation='bank' needs an aggregated-feature "
                              f"strategy, {self.strategy!r} is not; use evaluation='events'")
         definition = first.bank.definition
         data, tpl = ctx.pipeline.data, ctx.pipeline.templates
-        channels = getattr(tpl, "channels", None)
-        with_ref = (ref is not None and hasattr(ref, "fit_counts") and tpl is not None
-                    and hasattr(tpl, "edges") and (channels is None or len(channels) == 1))
+        with_ref = (isinstance(ref, CountsInterval) and isinstance(tpl, ScoreTemplates)
+                    and len(tpl.channels) == 1)
         n_def = sum(definition.nbins)
 
         def axes(scores, events):
@@ -168,7 +203,7 @@ class PriorDependence:
         settings = shape_settings(data, self.n_settings, derive_seed(seed, "settings"))
         bank = CellBank.build(data, pool, ctx.pipeline.classifier, settings, axes,
                               derive_seed(seed, "smear"))
-        norms = process_norms(mu_true, draw_weight_nps(data, len(mu_true), rng))
+        norms = process_norm_matrix(mu_true, draw_weight_nps(data, len(mu_true), rng))
         marg = bank.simulate(norms, rng.integers(0, len(bank.settings), len(mu_true)), rng)
         X = definition.transform(marg[:, :n_def])
         results = {name: v.predict_features(X)[:3] for name, v in variants.items()}
@@ -179,15 +214,14 @@ class PriorDependence:
                                                                        self.pes_per_bin))
                                   for k in range(len(self.bins))])
             rs = [ref.fit_counts(marg[i, n_def:].astype(float)) for i in idx]
-            ref_results = (idx, tuple(np.array([getattr(r, a) for r in rs])
-                                      for a in ("mu_hat", "mu16", "mu84")))
+            ref_results = (idx, (np.array([r.mu_hat for r in rs]), np.array([r.mu16 for r in rs]),
+                                 np.array([r.mu84 for r in rs])))
         elif ref is not None:
             ref_results = self._events(ctx, {}, ref, mu_true, only_reference=True)[1]
         return results, ref_results
 
     def _events(self, ctx, variants, ref, mu_true, only_reference=False):
         from workbench.pseudo_experiments import sample_pseudo_experiment
-        from workbench.seeds import derive_seed
 
         data = ctx.pipeline.data
         n_ref = min(self.reference_pes_per_bin, self.pes_per_bin)
@@ -205,7 +239,7 @@ class PriorDependence:
             pe = pe.without_truth()
             X = None
             for name, v in variants.items():
-                if hasattr(v, "predict_features") and getattr(v, "bank", None) is not None:
+                if isinstance(v, AggregateInterval) and v.bank is not None:
                     X = v.features(pe) if X is None else X  # all variants share one bank
                     out[name].append([a[0] for a in v.predict_features(X)[:3]])
                 else:
@@ -278,6 +312,13 @@ class PriorDependence:
         return str(path)
 
 
+def _mu_prior(strategy) -> dict[str, Any] | None:
+    """The training prior of an aggregated-feature strategy (``None`` for others)."""
+    if isinstance(strategy, AggregateInterval) and strategy.mu_prior is not None:
+        return strategy.mu_prior.as_dict()
+    return None
+
+
 @hookimpl
 def register_diagnostics(register):
-    register("prior-dependence", PriorDependence)
+    register("prior-dependence", PriorDependence, params=PriorDependenceParams)
