@@ -6,20 +6,31 @@ early-stopped on a random validation split of ``train``.  Optionally the
 training part is augmented with copies shifted by nuisance parameters drawn
 from the priors, so the score is less sensitive to the systematics it will be
 profiled against.  ``predict`` returns the signal probability in [0, 1].
+
+The classifier is a :class:`~workbench.plugin.protocols.TreeClassifier` and a
+:class:`~workbench.plugin.protocols.FeatureClassifier` (its ``booster`` and
+``features`` are what the adversarial diagnostic reads).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from workbench import hookimpl
-from workbench.data.events import Events
-from workbench.data.schema import FEATURES
-from workbench.plugin.protocols import TrainingData
-from workbench.systematics.nuisance import NP_NAMES, NuisanceParameters, draw_nuisances
+from workbench import (
+    FEATURES,
+    NP_NAMES,
+    Events,
+    NuisanceParameters,
+    TrainingData,
+    draw_nuisances,
+    hookimpl,
+    resolve_params,
+)
 
 
 def balanced_weights(labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -42,53 +53,68 @@ def balanced_weights(labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass
+class XGBoostParams:
+    """Parameters of the "xgboost" classifier."""
+
+    n_estimators: int = 200
+    """Boosting rounds at most (>= 1; early-stopped)."""
+    max_depth: int = 6
+    """Tree depth."""
+    learning_rate: float = 0.1
+    """xgboost eta."""
+    features: tuple[str, ...] | None = None
+    """The features it reads (default: all 28)."""
+    systematics_augmentation: bool = False
+    """Add copies of the training part shifted by NPs drawn from the priors."""
+    augmentation_copies: int = 2
+    """How many (>= 0)."""
+    n_jobs: int | None = None
+    """Threads (``None``: xgboost's default)."""
+    early_stopping_rounds: int = 20
+    """Rounds without improvement on the validation split (0: no early stopping)."""
+    validation_fraction: float = 0.2
+    """Part of ``train`` held out for early stopping, in (0, 1)."""
+    subsample: float = 1.0
+    """Row subsampling per tree."""
+    min_child_weight: float = 1.0
+    """Minimum hessian sum per leaf."""
+    max_bin: int = 256
+    """Histogram bins per feature."""
+
+    def __post_init__(self) -> None:
+        features = tuple(self.features) if self.features is not None else FEATURES
+        unknown = [f for f in features if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; valid: {', '.join(FEATURES)}")
+        if not features:
+            raise ValueError("'features' is empty")
+        if int(self.n_estimators) < 1:
+            raise ValueError(f"n_estimators={self.n_estimators} must be >= 1")
+        if not 0.0 < float(self.validation_fraction) < 1.0:
+            raise ValueError(f"validation_fraction={self.validation_fraction} must be in (0, 1)")
+        if int(self.augmentation_copies) < 0:
+            raise ValueError(f"augmentation_copies={self.augmentation_copies} must be >= 0")
+
+
 class XGBoostClassifier:
     """Gradient-boosted trees (xgboost hist) on the 28 features; class-balanced, early-stopped."""
 
-    def __init__(
-        self,
-        n_estimators: int = 200,
-        max_depth: int = 6,
-        learning_rate: float = 0.1,
-        features: list[str] | tuple[str, ...] | None = None,
-        systematics_augmentation: bool = False,
-        augmentation_copies: int = 2,
-        n_jobs: int | None = None,
-        early_stopping_rounds: int = 20,
-        validation_fraction: float = 0.2,
-        subsample: float = 1.0,
-        min_child_weight: float = 1.0,
-        max_bin: int = 256,
-    ) -> None:
-        self.features = tuple(features) if features is not None else FEATURES
-        unknown = [f for f in self.features if f not in FEATURES]
-        if unknown:
-            raise ValueError(
-                f"xgboost classifier: unknown feature(s) {unknown}; valid: {', '.join(FEATURES)}"
-            )
-        if not self.features:
-            raise ValueError("xgboost classifier: 'features' is empty")
-        if int(n_estimators) < 1:
-            raise ValueError(f"xgboost classifier: n_estimators={n_estimators} must be >= 1")
-        if not 0.0 < float(validation_fraction) < 1.0:
-            raise ValueError(
-                f"xgboost classifier: validation_fraction={validation_fraction} must be in (0, 1)"
-            )
-        if int(augmentation_copies) < 0:
-            raise ValueError(
-                f"xgboost classifier: augmentation_copies={augmentation_copies} must be >= 0"
-            )
-        self.n_estimators = int(n_estimators)
-        self.max_depth = int(max_depth)
-        self.learning_rate = float(learning_rate)
-        self.systematics_augmentation = bool(systematics_augmentation)
-        self.augmentation_copies = int(augmentation_copies)
-        self.n_jobs = n_jobs
-        self.early_stopping_rounds = int(early_stopping_rounds)
-        self.validation_fraction = float(validation_fraction)
-        self.subsample = float(subsample)
-        self.min_child_weight = float(min_child_weight)
-        self.max_bin = int(max_bin)
+    def __init__(self, params: XGBoostParams | None = None, /, **overrides: Any) -> None:
+        p = resolve_params(XGBoostParams, params, overrides, "xgboost classifier")
+        self.params = p
+        self.features = tuple(p.features) if p.features is not None else FEATURES
+        self.n_estimators = int(p.n_estimators)
+        self.max_depth = int(p.max_depth)
+        self.learning_rate = float(p.learning_rate)
+        self.systematics_augmentation = bool(p.systematics_augmentation)
+        self.augmentation_copies = int(p.augmentation_copies)
+        self.n_jobs = p.n_jobs
+        self.early_stopping_rounds = int(p.early_stopping_rounds)
+        self.validation_fraction = float(p.validation_fraction)
+        self.subsample = float(p.subsample)
+        self.min_child_weight = float(p.min_child_weight)
+        self.max_bin = int(p.max_bin)
         self.booster = None
         self._fit_pid = os.getpid()  # see predict()
         self.info: dict = {}
@@ -196,4 +222,4 @@ class XGBoostClassifier:
 
 @hookimpl
 def register_classifiers(register):
-    register("xgboost", XGBoostClassifier)
+    register("xgboost", XGBoostClassifier, params=XGBoostParams)

@@ -29,17 +29,19 @@ bookkeeping columns of the needed row groups.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import awkward as ak
 import numpy as np
 
-from workbench import hookimpl
-from workbench.data.events import PROCESS, WEIGHTS, Events
+from workbench import EXPECTED_EVENTS, PROCESSES, Events, hookimpl, resolve_params
+from workbench.data.events import PROCESS, WEIGHTS
 from workbench.data.io import iter_parquet, iter_root, parquet_row_groups, root_num_entries
 from workbench.data.io.metadata import DataFileError, find_metadata, read_metadata
-from workbench.data.schema import EXPECTED_EVENTS, PROCESSES
 
 REWEIGHT_MODES = ("count", "sum", "expected", "none")
 _BLOCK = 1 << 20
@@ -73,26 +75,72 @@ def _take(ev: Events, idx: np.ndarray) -> Events:
     return Events(ak.Array({name: col[idx] for name, col in ev.columns().items()}))
 
 
+@dataclass
+class FileSourceParams:
+    """Parameters of the file sources (the "parquet" generator's)."""
+
+    path: str
+    """The data file."""
+    metadata: str | None = None
+    """The ``*_metadata.json`` (default: found next to the file)."""
+    process: str | None = None
+    """Label every row with this process (single-process files without labels)."""
+    reweight: Literal["count", "sum", "expected", "none"] = "count"
+    """How weights are rescaled per process (see the module doc)."""
+    batch_size: int = 1 << 18
+    """Rows read per batch."""
+    derive: bool = True
+    """Compute DER_ columns a file lacks."""
+
+    def __post_init__(self) -> None:
+        if self.reweight not in REWEIGHT_MODES:
+            raise ValueError(f"reweight={self.reweight!r}; valid: {', '.join(REWEIGHT_MODES)}")
+        if self.process is not None and self.process not in PROCESSES:
+            raise ValueError(f"process={self.process!r}; valid: {', '.join(PROCESSES)}")
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+
+
+@dataclass
+class RootSourceParams(FileSourceParams):
+    """Parameters of the "root" generator: the file sources' plus the tree's."""
+
+    tree: str = "tree"
+    """The TTree's name."""
+    unit_size: int = 1 << 20
+    """Entries per unit (the role of a parquet row group)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.unit_size <= 0:
+            raise ValueError(f"unit_size must be positive, got {self.unit_size}")
+
+
+def _file_params(cls, params, overrides: dict[str, Any], where: str):
+    """``Source(path)`` as well as ``Source(P(...))`` and ``Source(path=...)``."""
+    if isinstance(params, (str, os.PathLike)):
+        overrides = {"path": params, **overrides}
+        params = None
+    if isinstance(overrides.get("path"), os.PathLike):
+        overrides = {**overrides, "path": os.fspath(overrides["path"])}
+    return resolve_params(cls, params, overrides, where)
+
+
 class _FileSource:
     """Shared sampling logic; subclasses say how to read a unit (row group / entry range)."""
 
     _truth_column = "detailed_labels"
 
-    def __init__(self, path: str, metadata: str | None, process: str | None,
-                 reweight: str, batch_size: int, derive: bool) -> None:
-        self.path = str(path)
+    def __init__(self, params: FileSourceParams) -> None:
+        self.params = params
+        self.path = str(params.path)
         if not Path(self.path).is_file():
             raise FileNotFoundError(f"{self.name} source: file {self.path} does not exist")
-        if reweight not in REWEIGHT_MODES:
-            raise ValueError(f"reweight={reweight!r}; valid: {', '.join(REWEIGHT_MODES)}")
-        if process is not None and process not in PROCESSES:
-            raise ValueError(f"process={process!r}; valid: {', '.join(PROCESSES)}")
-        if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.process = process
-        self.reweight = reweight
-        self.batch_size = int(batch_size)
-        self.derive = derive
+        self.process = params.process
+        self.reweight = params.reweight
+        self.batch_size = int(params.batch_size)
+        self.derive = params.derive
+        metadata = params.metadata
         meta_path = metadata if metadata is not None else find_metadata(self.path)
         self.metadata = read_metadata(meta_path) if meta_path is not None else None
         self.metadata_path = meta_path
@@ -303,6 +351,7 @@ class _FileSource:
 class ParquetSource(_FileSource):
     """Events sampled from a parquet file in the public dataset's layout.
 
+    ``ParquetSource(path, reweight="sum")`` or ``ParquetSource(FileSourceParams(path))``;
     ``metadata``: the ``*_metadata.json`` (default: found next to the file);
     ``process``: label every row (single-process files without
     ``detailed_labels``); ``derive``: compute DER_ columns a file lacks;
@@ -311,10 +360,9 @@ class ParquetSource(_FileSource):
 
     name = "parquet"
 
-    def __init__(self, path: str, metadata: str | None = None, *,
-                 process: str | None = None, reweight: str = "count",
-                 batch_size: int = 1 << 18, derive: bool = True) -> None:
-        super().__init__(path, metadata, process, reweight, batch_size, derive)
+    def __init__(self, params: FileSourceParams | str | os.PathLike | None = None, /,
+                 **overrides: Any) -> None:
+        super().__init__(_file_params(FileSourceParams, params, overrides, "parquet"))
         self._sizes = parquet_row_groups(self.path)
 
     def _unit_sizes(self) -> list[int]:
@@ -335,13 +383,13 @@ class RootSource(_FileSource):
     name = "root"
     _truth_column = PROCESS
 
-    def __init__(self, path: str, metadata: str | None = None, *, tree: str = "tree",
-                 process: str | None = None, reweight: str = "count",
-                 batch_size: int = 1 << 18, unit_size: int = 1 << 20,
-                 derive: bool = True) -> None:
-        self.tree = tree
-        super().__init__(path, metadata, process, reweight, batch_size, derive)
-        n = root_num_entries(self.path, tree)
+    def __init__(self, params: RootSourceParams | str | os.PathLike | None = None, /,
+                 **overrides: Any) -> None:
+        p = _file_params(RootSourceParams, params, overrides, "root")
+        self.tree = p.tree
+        super().__init__(p)
+        n = root_num_entries(self.path, p.tree)
+        unit_size = p.unit_size
         self._sizes = [min(unit_size, n - s) for s in range(0, n, unit_size)]
 
     def _unit_sizes(self) -> list[int]:
@@ -357,8 +405,9 @@ class RootSource(_FileSource):
 
 @hookimpl
 def register_generators(register):
-    register("parquet", ParquetSource)
-    register("root", RootSource)
+    register("parquet", ParquetSource, params=FileSourceParams)
+    register("root", RootSource, params=RootSourceParams)
 
 
-__all__ = ["ParquetSource", "RootSource", "sample_ranks", "register_generators"]
+__all__ = ["FileSourceParams", "ParquetSource", "RootSource", "RootSourceParams", "sample_ranks",
+           "register_generators"]
