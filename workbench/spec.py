@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from workbench.data.schema import PROCESSES
+from workbench.errors import SpecError
 from workbench.outputs.files import json_default
 from workbench.systematics.nuisance import NP_NAMES, PRIORS, NuisanceParameters, Prior
 
 EXECUTORS = ("inline", "processes", "dask")
 """Where pseudo-experiments can run (see :mod:`workbench.run.executors`)."""
-
-
-class SpecError(ValueError):
-    """A run specification is invalid; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -180,6 +177,21 @@ def _counts(table: Any, where: str) -> dict[str, int]:
     return out
 
 
+DATA_PARTS = ("train", "holdout", "test_pool")
+
+
+def _check_all_events(data: DataSpec) -> None:
+    """``-1`` (all of a process's events) cannot be split: it must be the only count."""
+    for proc in PROCESSES:
+        counts = {part: getattr(data, part)[proc] for part in DATA_PARTS}
+        if -1 in counts.values() and sum(1 for c in counts.values() if c != 0) > 1:
+            given = ", ".join(f"data.{part}.{proc} = {c}" for part, c in counts.items() if c)
+            raise SpecError(
+                f"{given}: -1 (all events) cannot be mixed with other counts of the same "
+                f"process; give explicit counts in every part, or -1 in one part and 0 elsewhere"
+            )
+
+
 def _positive(v):
     return "must be positive" if v <= 0 else None
 
@@ -199,6 +211,7 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
         test_pool=_counts(_get(d, "test_pool", dict, "data"), "data.test_pool"),
         luminosity_fb=float(_get(d, "luminosity_fb", (int, float), "data", 10.0, check=_positive)),
     )
+    _check_all_events(data)
 
     p = _get(raw, "pseudo_experiments", dict, "", {})
     _check_keys(p, {"trials", "per_trial", "mu_range", "randomise", "fixed", "sampling"},
@@ -279,6 +292,11 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
         workers=_get(e, "workers", int, "execution", 0, check=lambda v: "must be >= 0" if v < 0 else None),
         scheduler=_get(e, "scheduler", str, "execution", None),
     )
+    if execution.scheduler is not None and execution.executor != "dask":
+        raise SpecError(
+            f"execution.scheduler is set ({execution.scheduler!r}) but execution.executor is "
+            f"{execution.executor!r}; a scheduler is only used by executor = \"dask\""
+        )
     diags = _get(raw, "diagnostics", list, "", [])
     diagnostics = tuple(_strategy(d, f"diagnostics[{i}]") for i, d in enumerate(diags))
     return Spec(
@@ -299,9 +317,48 @@ def parse_spec(raw: dict[str, Any], source: str | None = None) -> Spec:
 
 
 def spec_digest(spec: Spec) -> str:
-    """Digest of the experiment (not of where or how it runs): guards resumption."""
+    """Digest of the spec as echoed in ``results.json`` (written there as ``spec_digest``)."""
     text = json.dumps(spec.as_dict(), sort_keys=True, default=json_default)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+RESUME_IGNORED = ("output",)
+"""Spec sections that cannot change a pseudo-experiment's record: where the files
+go, whether plots, the workspace and a progress bar are written (``[execution]``
+is already left out of :meth:`Spec.as_dict`)."""
+
+
+def resume_digest(spec: Spec) -> str:
+    """Digest of what decides the records: the checkpoint and training-cache guard.
+
+    Unlike :func:`spec_digest` it leaves out :data:`RESUME_IGNORED`, so a run can
+    be resumed with other output settings, on another executor or with other
+    workers, but never with another experiment.
+    """
+    echo = spec.as_dict()
+    for key in RESUME_IGNORED:
+        echo.pop(key, None)
+    text = json.dumps(echo, sort_keys=True, default=json_default)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """``a.b.c = value`` into the parsed TOML, naming the key when a parent is no table."""
+    *parents, last = dotted.split(".")
+    if not dotted or not last or any(not k for k in parents):
+        raise SpecError(f"--set {dotted}={value!r}: the key must be a dotted path such as "
+                        "pseudo_experiments.trials")
+    table = raw
+    for depth, key in enumerate(parents):
+        child = table.setdefault(key, {})
+        if not isinstance(child, dict):
+            where = ".".join(parents[: depth + 1])
+            raise SpecError(
+                f"--set {dotted}: {where!r} is {child!r}, not a table, so it has no key "
+                f"{'.'.join(parents[depth + 1:] + [last])!r}; set {where} itself"
+            )
+        table = child
+    table[last] = value
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
@@ -313,12 +370,10 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         raise SpecError(f"spec file {str(path)!r} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"spec file {str(path)!r} is not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"spec file {str(path)!r} cannot be read: {exc}") from None
     for dotted, value in (overrides or {}).items():
-        table = raw
-        *parents, last = dotted.split(".")
-        for key in parents:
-            table = table.setdefault(key, {})
-        table[last] = value
+        _apply_override(raw, dotted, value)
     try:
         return parse_spec(raw, source=str(path))
     except SpecError as exc:

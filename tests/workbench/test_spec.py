@@ -92,3 +92,38 @@ def test_overrides_apply_dotted_keys():
     spec = load_spec(SPECS / "quick.toml", {"pseudo_experiments.trials": 2, "seed": 7})
     assert spec.pseudo_experiments.trials == 2
     assert spec.seed == 7
+
+
+def test_minus_one_cannot_be_mixed_with_counts_of_the_same_process():
+    raw = _with(data__train={"htautau": -1}, data__holdout={"htautau": 3}, data__test_pool={})
+    with pytest.raises(SpecError, match=r"^data\.train\.htautau = -1, data\.holdout\.htautau = "
+                                        r"3: -1 \(all events\) cannot be mixed"):
+        parse_spec(raw)
+    parse_spec(_with(data__train={"htautau": -1}, data__holdout={}, data__test_pool={}))
+
+
+def test_scheduler_needs_the_dask_executor():
+    with pytest.raises(SpecError, match="execution.scheduler is set .* but execution.executor "
+                                        "is 'processes'"):
+        parse_spec(_with(execution={"executor": "processes", "scheduler": "tcp://h:1"}))
+    parse_spec(_with(execution={"executor": "dask", "scheduler": "tcp://h:1"}))
+
+
+def test_set_into_a_value_that_is_not_a_table_names_the_key(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text((SPECS / "quick.toml").read_text())
+    with pytest.raises(SpecError, match=r"^--set seed\.x: 'seed' is 20241, not a table, so it "
+                                        r"has no key 'x'; set seed itself$"):
+        load_spec(path, {"seed.x": 3})
+    with pytest.raises(SpecError, match="must be a dotted path"):
+        load_spec(path, {"data..train": 3})
+
+
+def test_resume_digest_ignores_output_settings_but_not_the_experiment():
+    from workbench.spec import resume_digest, spec_digest
+
+    base = parse_spec(MINIMAL)
+    quiet = parse_spec(_with(output={"plots": False, "progress": False, "directory": "x"}))
+    assert resume_digest(base) == resume_digest(quiet)
+    assert spec_digest(base) != spec_digest(quiet)  # results.json echoes output.plots
+    assert resume_digest(base) != resume_digest(parse_spec(_with(seed=2)))
