@@ -82,7 +82,7 @@ class FileSourceParams:
     path: str
     """The data file."""
     metadata: str | None = None
-    """The ``*_metadata.json`` (default: found next to the file)."""
+    """The ``*_metadata.json`` (default: the file's own ``<stem>_metadata.json``, if any)."""
     process: str | None = None
     """Label every row with this process (single-process files without labels)."""
     reweight: Literal["count", "sum", "expected", "none"] = "count"
@@ -91,6 +91,8 @@ class FileSourceParams:
     """Rows read per batch."""
     derive: bool = True
     """Compute DER_ columns a file lacks."""
+    ignore_metadata: bool = False
+    """Do without any metadata JSON (e.g. a stale one): count the rows instead."""
 
     def __post_init__(self) -> None:
         if self.reweight not in REWEIGHT_MODES:
@@ -141,8 +143,12 @@ class _FileSource:
         self.batch_size = int(params.batch_size)
         self.derive = params.derive
         metadata = params.metadata
-        meta_path = metadata if metadata is not None else find_metadata(self.path)
-        self.metadata = read_metadata(meta_path) if meta_path is not None else None
+        tree = params.tree if isinstance(params, RootSourceParams) else "tree"
+        # the file's own metadata only, checked against the file (a stale one is an error)
+        meta_path = None if params.ignore_metadata else (
+            metadata if metadata is not None else find_metadata(self.path, tree=tree))
+        self.metadata = (read_metadata(meta_path, data_path=self.path, tree=tree)
+                         if meta_path is not None else None)
         self.metadata_path = meta_path
         self._census_cache: tuple | None = None
 

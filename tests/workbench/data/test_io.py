@@ -400,3 +400,95 @@ def test_drawn_rows_are_the_drawn_ranks_of_each_process(sample, source_file):
         if 0 < k < len(rows):
             expected |= set(keys[rows[sample_ranks(rng, len(rows), k)]].tolist())
     assert got == expected
+
+
+# -- metadata belongs to its own file; labels; page checksums ---------------------------
+def test_metadata_of_another_file_in_the_folder_is_never_used(sample, tmp_path):
+    from workbench.data.io import find_metadata
+
+    write_parquet(sample, tmp_path / "b.parquet")  # writes b_metadata.json
+    a = write_parquet(sample[:100], tmp_path / "a.parquet", metadata=False)
+    assert find_metadata(a) is None
+    src = ParquetSource(str(a))
+    assert src.metadata is None
+    assert len(src.generate({"htautau": -1}, seed=0)) == int((sample[:100].process == 0).sum())
+
+
+def test_stale_metadata_with_the_same_row_count_is_an_error_naming_both_files(sample, tmp_path):
+    from workbench.data.io import find_metadata
+
+    path = write_parquet(sample, tmp_path / "s.parquet")
+    meta = tmp_path / "s_metadata.json"
+    assert find_metadata(path) == meta
+    shuffled = sample[np.random.default_rng(1).permutation(len(sample))]
+    write_parquet(shuffled, path, metadata=False)  # same rows, new content, old metadata
+    with pytest.raises(DataFileError) as err:
+        find_metadata(path)
+    msg = str(err.value)
+    assert msg.startswith(f"metadata file {meta} does not describe data file {path}: it was "
+                          "written for 500 rows with fingerprint ")
+    assert "the file has 500 rows" in msg and "(stale metadata?)" in msg
+    assert "ignore_metadata = true" in msg
+    with pytest.raises(DataFileError, match="does not describe data file"):
+        ParquetSource(str(path))
+    assert find_metadata(path, ignore=True) is None  # the switch: do without it
+    # the public dataset's metadata has no fingerprint: the row count is checked
+    public = json.loads(meta.read_text())
+    del public["fingerprint"]
+    public["total_rows"] = 499
+    meta.write_text(json.dumps(public))
+    with pytest.raises(DataFileError, match=rf"{meta} says total_rows=499 but data file "
+                                            rf"{path} has 500 rows"):
+        read_metadata(meta, data_path=path)
+
+
+def test_root_metadata_has_a_fingerprint_too(sample, tmp_path):
+    from workbench.data.io import check_metadata, find_metadata
+
+    path = write_root(sample, tmp_path / "r.root", metadata=True)
+    meta = read_metadata(find_metadata(path))
+    assert meta.fingerprint["rows"] == len(sample) and meta.fingerprint["tree"] == "tree"
+    write_root(sample[::-1], path)
+    with pytest.raises(DataFileError, match="does not describe data file"):
+        check_metadata(meta, tmp_path / "r_metadata.json", path)
+
+
+@pytest.mark.parametrize("bad", [0.5, np.nan, 2.0])
+def test_labels_must_be_exactly_0_or_1(sample, tmp_path, bad):
+    table = pq.read_table(SAMPLE)
+    labels = table.column("labels").to_numpy().copy()
+    labels[3] = bad
+    table = table.set_column(table.schema.get_field_index("labels"), "labels",
+                             pa.array(labels, pa.float32()))
+    path = tmp_path / "labels.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(FileSchemaError) as err:
+        read_parquet(path)
+    assert str(err.value) == (f"{path}: column 'labels' must hold exactly 0 or 1, but 1 row(s) "
+                              f"do not, first row 3 = {np.float32(bad)!r}")
+    with pytest.raises(FileSchemaError, match="must hold exactly 0 or 1"):
+        list(iter_parquet(path, batch_size=2))
+
+
+def test_a_flipped_bit_in_a_data_page_is_an_error_not_a_changed_value(sample, tmp_path):
+    path = write_parquet(sample, tmp_path / "crc.parquet", compression="none")
+    column = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    raw = bytearray(path.read_bytes())
+    raw[column.data_page_offset + column.total_compressed_size - 20] ^= 0x10
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataFileError) as err:
+        read_parquet(path)
+    assert str(err.value) == (
+        f"{path}: corrupt or truncated parquet data near row 0 (could not verify page "
+        "integrity, CRC checksum verification failed for page_ordinal 0)")
+
+
+def test_file_sources_switch_to_ignore_stale_metadata(sample, tmp_path):
+    path = write_parquet(sample, tmp_path / "s.parquet")
+    write_parquet(sample[::-1], path, metadata=False)  # the metadata is now stale
+    with pytest.raises(DataFileError, match="does not describe data file"):
+        ParquetSource(str(path))
+    src = ParquetSource(str(path), ignore_metadata=True)
+    assert src.metadata is None and len(src.generate({"ztautau": -1}, seed=0)) == 309
+    root = write_root(sample, tmp_path / "r.root", tree="events", metadata=True)
+    assert RootSource(str(root), tree="events").metadata.fingerprint["tree"] == "events"

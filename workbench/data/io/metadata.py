@@ -2,15 +2,21 @@
 
 The public dataset ships a small JSON next to its parquet file
 (``FAIR_Universe_HiggsML_data_metadata.json``) with ``total_rows``, ``columns``,
-``detailed_labels``, ``sum_weights`` and ``luminosity``; the official loader
-finds it by the ``_metadata.json`` suffix.  Files the workbench writes get one
-too (``<stem>_metadata.json``), with the same keys plus per-process rows and sums
-of weights, so a sampler can know the yields without a pass over the data.
+``detailed_labels``, ``sum_weights`` and ``luminosity``.  Files the workbench
+writes get one too (``<stem>_metadata.json``), with the same keys plus per-process
+rows and sums of weights, so a sampler can know the yields without a pass over
+the data, and a ``fingerprint`` of the file it describes (its row count and a
+SHA-256 of the parquet footer or of the ROOT tree's branch layout), so that a
+metadata file is never used for another or a rewritten data file.
+
+A data file's metadata is only ever its own ``<stem>_metadata.json``
+(:func:`find_metadata`); a mismatch between the two is an error naming both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -23,14 +29,11 @@ import numpy as np
 
 from workbench.data.events import LABELS, PROCESS, WEIGHTS, Events, SchemaError
 from workbench.data.schema import DERIVED, FEATURES, LUMINOSITY_FB, PRIMARY, PROCESSES
+from workbench.errors import DataFileError
 
 METADATA_SUFFIX = "_metadata.json"
 DATASET_COLUMNS = PRIMARY + (WEIGHTS, "detailed_labels", LABELS) + DERIVED
 """Column order of the public dataset's parquet file."""
-
-
-class DataFileError(ValueError):
-    """A data file cannot be read or written; the message names the file."""
 
 
 class FileSchemaError(DataFileError, SchemaError):
@@ -154,6 +157,8 @@ class DatasetMetadata:
     luminosity: float | None = None
     rows_per_process: dict[str, int] = field(default_factory=dict)
     sum_weights_per_process: dict[str, float] = field(default_factory=dict)
+    fingerprint: dict[str, Any] | None = None
+    """What identifies the data file: ``rows`` and a ``sha256`` (see :func:`file_fingerprint`)."""
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -184,6 +189,8 @@ class DatasetMetadata:
         if self.rows_per_process:
             out["rows_per_process"] = self.rows_per_process
             out["sum_weights_per_process"] = self.sum_weights_per_process
+        if self.fingerprint:
+            out["fingerprint"] = self.fingerprint
         return out
 
 
@@ -193,21 +200,33 @@ def metadata_path_for(data_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + METADATA_SUFFIX)
 
 
-def find_metadata(data_path: str | os.PathLike) -> Path | None:
-    """The metadata JSON belonging to a data file, if any.
+def find_metadata(data_path: str | os.PathLike, *, ignore: bool = False,
+                  verify: bool = True, tree: str = "tree") -> Path | None:
+    """The metadata JSON of a data file: its own ``<stem>_metadata.json``, if any.
 
-    ``<stem>_metadata.json`` first; otherwise, like the official loader, the
-    only ``*_metadata.json`` in the directory (ambiguous directories give None).
+    Another file's metadata in the same folder is never picked up.  With
+    ``verify`` (the default) the JSON is read and checked against the data file
+    (:func:`check_metadata`): a stale or foreign one raises :class:`DataFileError`
+    naming both files.  ``ignore`` returns None (the switch to do without it).
+    ``tree``: a ROOT file's tree (for the check).
     """
+    if ignore:
+        return None
     own = metadata_path_for(data_path)
-    if own.is_file():
-        return own
-    candidates = sorted(Path(data_path).parent.glob("*" + METADATA_SUFFIX))
-    return candidates[0] if len(candidates) == 1 else None
+    if not own.is_file():
+        return None
+    if verify and Path(data_path).is_file():
+        read_metadata(own, data_path=data_path, tree=tree)
+    return own
 
 
-def read_metadata(path: str | os.PathLike) -> DatasetMetadata:
-    """Parse a metadata JSON; errors name the file and the offending key."""
+def read_metadata(path: str | os.PathLike, data_path: str | os.PathLike | None = None, *,
+                  tree: str = "tree") -> DatasetMetadata:
+    """Parse a metadata JSON; errors name the file and the offending key.
+
+    With ``data_path`` the metadata is also checked against that data file
+    (:func:`check_metadata`).
+    """
     path = Path(path)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -239,6 +258,7 @@ def read_metadata(path: str | os.PathLike) -> DatasetMetadata:
         sum_weights_per_process={
             k: float(v) for k, v in raw.get("sum_weights_per_process", {}).items()
         },
+        fingerprint=raw.get("fingerprint") if isinstance(raw.get("fingerprint"), dict) else None,
         raw=raw,
     )
     unknown = [
@@ -250,7 +270,94 @@ def read_metadata(path: str | os.PathLike) -> DatasetMetadata:
             f"metadata file {path}: unknown process label(s) {sorted(set(unknown))} "
             f"in 'detailed_labels'; valid: {', '.join(PROCESSES)}"
         )
+    if data_path is not None:
+        check_metadata(meta, path, data_path, tree=tree)
     return meta
+
+
+# -- fingerprints ----------------------------------------------------------------
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _parquet_fingerprint(path: Path) -> dict[str, Any]:
+    """Rows and the SHA-256 of the footer (schema, row groups, offsets, statistics)."""
+    import pyarrow.parquet as pq
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            if size < 12:
+                raise DataFileError(f"{path}: not a parquet file ({size} bytes)")
+            f.seek(size - 8)
+            tail = f.read(8)
+            if tail[4:] != _PARQUET_MAGIC:
+                raise DataFileError(f"{path}: not a parquet file (no PAR1 footer; truncated?)")
+            length = int.from_bytes(tail[:4], "little")
+            if length > size - 12:
+                raise DataFileError(f"{path}: corrupt parquet footer length {length}")
+            f.seek(size - 8 - length)
+            footer = f.read(length)
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read its parquet footer ({exc})") from None
+    return {"rows": int(rows), "sha256": hashlib.sha256(footer).hexdigest()}
+
+
+def _root_fingerprint(path: Path, tree: str) -> dict[str, Any]:
+    """Entries and the SHA-256 of the tree's branches, types and (compressed) byte counts."""
+    import uproot
+
+    try:
+        with uproot.open(path) as f:
+            t = f[tree]
+            layout = [[name, str(b.typename), int(b.num_baskets), int(b.compressed_bytes),
+                       int(b.uncompressed_bytes)] for name, b in sorted(t.items())]
+            rows = int(t.num_entries)
+    except Exception as exc:  # noqa: BLE001 - uproot raises many types on bad bytes
+        raise DataFileError(
+            f"{path}: cannot read ROOT tree {tree!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    text = json.dumps({"tree": tree, "branches": layout}, sort_keys=True)
+    return {"rows": rows, "tree": tree, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def file_fingerprint(data_path: str | os.PathLike, tree: str = "tree") -> dict[str, Any]:
+    """``{"rows": N, "sha256": ...}`` of a parquet (footer) or ROOT (tree layout) file.
+
+    Cheap (no data pages are read) and sensitive to any rewrite: the footer holds
+    the row groups' byte offsets, sizes and statistics.
+    """
+    path = Path(data_path)
+    if path.suffix == ".root":
+        return _root_fingerprint(path, tree)
+    return _parquet_fingerprint(path)
+
+
+def check_metadata(meta: DatasetMetadata, meta_path: str | os.PathLike,
+                   data_path: str | os.PathLike, *, tree: str = "tree") -> None:
+    """Raise :class:`DataFileError`, naming both files, if ``meta`` is not ``data_path``'s.
+
+    The fingerprint (when the JSON has one) must match, else the row count
+    (``total_rows``; the public dataset's JSON has no fingerprint).
+    """
+    tree = (meta.fingerprint or {}).get("tree", tree)
+    actual = file_fingerprint(data_path, tree=tree)
+    hint = ("delete or rewrite it, or tell the source to ignore it "
+            "(ignore_metadata = true, or find_metadata(..., ignore=True))")
+    if meta.fingerprint and "sha256" in meta.fingerprint:
+        want = meta.fingerprint
+        if want.get("rows") != actual["rows"] or want.get("sha256") != actual["sha256"]:
+            raise DataFileError(
+                f"metadata file {meta_path} does not describe data file {data_path}: it was "
+                f"written for {want.get('rows')} rows with fingerprint "
+                f"{str(want.get('sha256'))[:12]}, the file has {actual['rows']} rows and "
+                f"fingerprint {actual['sha256'][:12]} (stale metadata?); {hint}"
+            )
+    if meta.total_rows is not None and meta.total_rows != actual["rows"]:
+        raise DataFileError(
+            f"metadata file {meta_path} says total_rows={meta.total_rows} but data file "
+            f"{data_path} has {actual['rows']} rows (stale metadata?); {hint}"
+        )
 
 
 def write_metadata(meta: DatasetMetadata, path: str | os.PathLike) -> Path:
@@ -300,11 +407,27 @@ def events_from_arrays(
     """
     if features is None:
         features = tuple(n for n in FEATURES if n in cols)
+    if LABELS in cols:
+        _check_labels(np.asarray(cols[LABELS]), source, first_row)
     try:
         return Events.from_columns(cols, features=features)
     except SchemaError as exc:
         where = f" (rows from {first_row})" if first_row else ""
         raise FileSchemaError(f"{source}{where}: {exc}") from None
+
+
+def _check_labels(labels: np.ndarray, source: str, first_row: int) -> None:
+    """``labels`` must be exactly 0 or 1 before it is cast to int8 (0.5 or NaN would
+    silently become 0)."""
+    if labels.dtype.kind not in "biuf":
+        return  # the container reports non-numeric columns itself
+    bad = ~((labels == 0) | (labels == 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise FileSchemaError(
+            f"{source}: column {LABELS!r} must hold exactly 0 or 1, but {int(bad.sum())} "
+            f"row(s) do not, first row {first_row + i} = {labels[i]!r}"
+        )
 
 
 def check_columns(available: list[str], wanted: list[str], source: str) -> None:

@@ -33,6 +33,7 @@ from workbench.data.io.metadata import (
     _Stats,
     check_columns,
     events_from_arrays,
+    file_fingerprint,
     metadata_path_for,
     write_metadata,
 )
@@ -72,10 +73,11 @@ def _open(path: str | os.PathLike, *, dictionary: bool = True) -> pq.ParquetFile
     if not path.is_file():
         raise FileNotFoundError(f"parquet file {path} does not exist")
     try:
-        pf = pq.ParquetFile(path, pre_buffer=False)
+        pf = pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True)
         if dictionary and DETAILED_LABELS in pf.schema_arrow.names:
             # detailed_labels as a dictionary: no per-row Python strings, cheap encoding
-            pf = pq.ParquetFile(path, read_dictionary=[DETAILED_LABELS], pre_buffer=False)
+            pf = pq.ParquetFile(path, read_dictionary=[DETAILED_LABELS], pre_buffer=False,
+                                page_checksum_verification=True)
         return pf
     except (pa.ArrowException, OSError) as exc:
         raise DataFileError(f"{path}: not a readable parquet file ({exc})") from None
@@ -203,7 +205,7 @@ def iter_parquet(
 
     Memory stays bounded by about one row group plus one batch.  ``columns=None``
     reads the 28 features plus whatever of weights/labels/detailed_labels the
-    file has; ``derive`` computes missing DER_ columns from the primaries;
+    file has; ``derive`` computes missing ``DER_`` columns from the primaries;
     ``process`` labels every event of a single-process file (e.g. the
     ``ttbar_only`` sample) and ignores any truth columns in it.
     """
@@ -319,8 +321,10 @@ class ParquetEventWriter(AtomicWriter):
         self._schema = dataset_schema(labelled)
         self._stats.labelled = labelled
         try:
+            # page CRCs: a flipped bit in a data page is an error on read, not a changed value
             self._writer = pq.ParquetWriter(
-                self._atomic.tmp, self._schema, compression=self.compression
+                self._atomic.tmp, self._schema, compression=self.compression,
+                write_page_checksum=True,
             )
         except (pa.ArrowException, OSError) as exc:
             raise DataFileError(f"cannot write {self.path}: {exc}") from None
@@ -362,7 +366,9 @@ class ParquetEventWriter(AtomicWriter):
             raise
         self._atomic.commit()
         if self.metadata_path is not None:
-            write_metadata(self._stats.metadata(list(self._schema.names)), self.metadata_path)
+            meta = self._stats.metadata(list(self._schema.names))
+            meta.fingerprint = file_fingerprint(self.path)
+            write_metadata(meta, self.metadata_path)
         return self.path
 
     def _close_handle(self) -> None:

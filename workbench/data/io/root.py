@@ -29,6 +29,7 @@ from workbench.data.io.metadata import (
     _Stats,
     check_columns,
     events_from_arrays,
+    file_fingerprint,
     metadata_path_for,
     write_metadata,
 )
@@ -126,7 +127,9 @@ class RootEventWriter(AtomicWriter):
             raise
         self._atomic.commit()
         if self.metadata_path is not None:
-            write_metadata(self._stats.metadata(list(self._types)), self.metadata_path)
+            meta = self._stats.metadata(list(self._types))
+            meta.fingerprint = file_fingerprint(self.path, tree=self.tree)
+            write_metadata(meta, self.metadata_path)
         return self.path
 
     def _close_handle(self) -> None:
