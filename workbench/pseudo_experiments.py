@@ -25,6 +25,7 @@ import numpy as np
 
 from workbench.data.events import PROCESS, WEIGHTS, Events, SchemaError
 from workbench.data.schema import FEATURES, PRIMARY, PROCESSES, SIGNAL
+from workbench.errors import PseudoExperimentError
 from workbench.seeds import derive_seed
 from workbench.systematics.engine import (
     _as_nps,
@@ -67,7 +68,14 @@ def sample_pseudo_experiment(
     """One pseudo-experiment from ``pool`` at signal strength ``mu`` and NPs ``nps``.
 
     Returns a labelled sample with unit weights (see the module docstring).
+    An empty ``pool`` raises :class:`workbench.errors.PseudoExperimentError`.
     """
+    if len(pool) == 0:
+        raise PseudoExperimentError(
+            "cannot draw a pseudo-experiment from an empty pool (0 events); PEs of a run "
+            "come from data.test_pool (sampling 'pool') or the generator (sampling "
+            "'generator'): use Pipeline.pseudo_experiment(task)"
+        )
     nps = _as_nps(nps)
     rng = np.random.default_rng(seed)
     counts = sample_counts(pool, mu, nps, rng)
@@ -180,14 +188,33 @@ def planned_pseudo_experiment(
     Fresh events from ``generator`` (with ``expected`` yields) when given, else a
     resampling of ``pool``.  Every tool that evaluates PEs goes through here, so
     the runner, the workspace export and the studies see the same events.
+
+    A PE with no events is never handed to a strategy: it raises
+    :class:`workbench.errors.PseudoExperimentError` naming the PE, the sampling
+    mode and the pool.
     """
     nps = NuisanceParameters.from_dict(task["nuisances_true"])
+    which = f"pseudo-experiment (trial {task.get('trial')}, pe {task.get('pe')})"
     if generator is not None:
-        return fresh_pseudo_experiment(generator, dict(expected or {}), task["mu_true"], nps,
-                                       task["seed"])
-    if pool is None:
-        raise ValueError("a pseudo-experiment needs a pool or a generator")
-    return sample_pseudo_experiment(pool, task["mu_true"], nps, task["seed"])
+        expected = dict(expected or {})
+        events = fresh_pseudo_experiment(generator, expected, task["mu_true"], nps, task["seed"])
+        source = (f"sampling 'generator' with {sum(expected.values()):.6g} expected events "
+                  "(the holdout's weights)")
+    else:
+        if pool is None or len(pool) == 0:
+            raise PseudoExperimentError(
+                f"{which}: sampling 'pool' draws from the test pool, which is "
+                f"{'missing' if pool is None else 'empty (0 events)'}; give data.test_pool "
+                "events, or use pseudo_experiments.sampling = 'generator'"
+            )
+        events = sample_pseudo_experiment(pool, task["mu_true"], nps, task["seed"])
+        source = f"sampling 'pool' from a test pool of {len(pool)} events"
+    if len(events) == 0:
+        raise PseudoExperimentError(
+            f"{which} has no events ({source}, mu_true={task['mu_true']:.4g}); raise the "
+            "pool's or the holdout's expected yields (data.luminosity_fb, the counts)"
+        )
+    return events
 
 
 __all__ = [

@@ -145,3 +145,28 @@ def test_errors(pool):
         sample_pseudo_experiment(pool, -1.0, NuisanceParameters(), seed=0)
     with pytest.raises(ValueError, match="ttbar_scale"):
         sample_pseudo_experiment(pool, 1.0, {"ttbar_scale": 1.5}, seed=0)
+
+
+def test_no_pseudo_experiment_is_empty(pool):
+    from workbench.errors import PseudoExperimentError
+    from workbench.pseudo_experiments import planned_pseudo_experiment
+
+    task = {"trial": 2, "pe": 5, "seed": 1, "mu_true": 1.0,
+            "nuisances_true": NuisanceParameters().as_dict()}
+    # a tool drawing from an empty test pool (e.g. sampling = "generator" left it empty)
+    with pytest.raises(PseudoExperimentError, match="empty pool"):
+        sample_pseudo_experiment(pool[:0], 1.0, NuisanceParameters(), seed=0)
+    with pytest.raises(PseudoExperimentError) as err:
+        planned_pseudo_experiment(task, pool=pool[:0])
+    assert str(err.value) == (
+        "pseudo-experiment (trial 2, pe 5): sampling 'pool' draws from the test pool, which is "
+        "empty (0 events); give data.test_pool events, or use pseudo_experiments.sampling = "
+        "'generator'")
+    tiny = pool[:50].with_columns(weights=np.full(50, 1e-9))
+    with pytest.raises(PseudoExperimentError) as err:
+        planned_pseudo_experiment(task, pool=tiny)
+    assert str(err.value) == (
+        "pseudo-experiment (trial 2, pe 5) has no events (sampling 'pool' from a test pool of "
+        "50 events, mu_true=1); raise the pool's or the holdout's expected yields "
+        "(data.luminosity_fb, the counts)")
+    assert len(planned_pseudo_experiment(task, pool=pool)) > 0

@@ -64,3 +64,18 @@ def test_bad_inputs_are_rejected():
         score([1.0], [2.0], [1.5])
     with pytest.raises(ValueError, match="no pseudo-experiments"):
         score([], [], [])
+
+
+def test_non_finite_values_are_rejected_naming_the_pe():
+    from workbench.errors import ScoreError
+    from workbench.scoring import score_records
+
+    with pytest.raises(ScoreError, match="interval 1 has a non-finite mu16"):
+        score([1.0, 1.0], [0.5, np.nan], [1.5, 1.5])
+    with pytest.raises(ScoreError, match="interval 0 has a non-finite mu_hat"):
+        score([1.0], [0.5], [1.5], [np.inf])
+    rows = [{"trial": 3, "pe": 7, "mu_true": 1.0, "mu16": 0.5, "mu84": np.inf, "mu_hat": 1.0}]
+    with pytest.raises(ScoreError, match=r"^f\.json: trial 3, pe 7 \(record 0\): mu84 = inf "):
+        score_records(rows, "f.json")
+    ok = {"trial": 0, "pe": 0, "mu_true": 1.0, "mu16": 0.5, "mu84": 1.5, "mu_hat": 1.0}
+    assert score_records([ok, {"error": "x"}]).n == 1

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from workbench.outputs.plots import _pyplot, coverage_by_mu
+from workbench.scoring import flag_warnings
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
@@ -319,6 +320,7 @@ def render_report(results: dict[str, Any], timings: dict[str, Any] | None,
     name = (results.get("spec") or {}).get("name", "run")
     title = title or f"workbench report: {name}"
     parts = [f"<h1>{_e(title)}</h1>", _score_section(summary, cl)]
+    parts += [f'<p class="bad warning">Warning: {_e(w)}.</p>' for w in flag_warnings(summary)]
     if _ok_records(records):
         cov_fig, cov_table = _coverage_section(records, cl, summary, plt)
         parts.append('<h2>Plots</h2><div class="figs">' + cov_fig + _mu_hat_figure(records, plt)
