@@ -3,22 +3,50 @@
 Pseudo-experiments are independent tasks whose every draw comes from the task's
 own seed, so the records do not depend on the executor or on the order in which
 tasks finish; the runner sorts them back into plan order.
+
+Faults: pool and local-cluster workers die with the process that started them
+(``PR_SET_PDEATHSIG`` on Linux, else a thread that watches the parent), ignore
+Ctrl-C (the parent handles it and stops them), and a pool that loses a worker,
+a cluster that loses its workers or a scheduler out of reach raise
+:class:`workbench.errors.ExecutorError` with one line saying what happened.  A
+remote scheduler is contacted when the executor is opened, before any training.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from workbench.errors import ExecutorError
 from workbench.pipeline import Pipeline, evaluate
 from workbench.spec import EXECUTORS
 
 Outcome = tuple[int, dict[str, Any], dict[str, float]]
 
+log = logging.getLogger("workbench.run")
+
+CONNECT_TIMEOUT_S = 8.0
+"""How long a remote dask scheduler is tried before the run gives up (before training)."""
+DASK_RESUBMITS = 3
+"""How often the unfinished PEs are resubmitted after a dask cluster lost its workers."""
+
 _PIPELINE: Pipeline | None = None  # set in the parent before forking / in each dask worker
+
+
+def _error_text(exc: BaseException) -> str:
+    notes = getattr(exc, "__notes__", None)
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 def _evaluate_safely(pipeline: Pipeline, task: dict[str, Any]
@@ -26,7 +54,7 @@ def _evaluate_safely(pipeline: Pipeline, task: dict[str, Any]
     try:
         return evaluate(pipeline, task)
     except (ValueError, RuntimeError, FloatingPointError, ArithmeticError) as exc:
-        return dict(task, error=f"{type(exc).__name__}: {exc}"), {
+        return dict(task, error=_error_text(exc)), {
             "sample": float("nan"), "inference": float("nan")}
 
 
@@ -42,20 +70,127 @@ def _limit_threads() -> None:
         pass
 
 
+_PR_SET_PDEATHSIG = 1
+_GUARDED = False
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Make this (worker) process end when its parent does, even by SIGKILL.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; elsewhere a daemon thread polls
+    ``os.getppid()``.  ``parent``: the pid the worker was started by; if it is
+    already gone (it died before this ran), the worker exits at once.
+    Idempotent.
+    """
+    global _GUARDED
+    if _GUARDED:
+        return
+    _GUARDED = True
+    parent = os.getppid() if parent is None else parent
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):  # pragma: no cover - exotic libc
+            armed = False
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:  # pragma: no cover - non-Linux
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="workbench-parent-watch", daemon=True).start()
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C goes to the whole process group; the parent alone handles it."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _pool_initialiser(parent: int) -> None:
+    die_with_parent(parent)
+    _ignore_interrupts()
+    _limit_threads()
+
+
 def _forked_task(index_task):
     index, task = index_task
     record, timing = _evaluate_safely(_PIPELINE, task)
     return index, record, timing
 
 
-def _pool_initialiser():
-    _limit_threads()
-
-
 def _dask_task(pipeline, index, task):
+    die_with_parent()
     _limit_threads()
     record, timing = _evaluate_safely(pipeline, task)
     return index, record, timing
+
+
+class Executor:
+    """An open executor: ``with Executor("dask", scheduler=...) as ex: ex.map(pipeline, tasks)``.
+
+    Opening it checks what can be checked before the (long) training: the
+    executor's name, that dask is installed, and that a remote scheduler
+    answers within ``connect_timeout`` seconds.
+    """
+
+    def __init__(self, executor: str = "inline", workers: int | None = None,
+                 scheduler: str | None = None, *,
+                 connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+        if executor not in EXECUTORS:
+            raise ExecutorError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+        if scheduler and executor != "dask":
+            raise ExecutorError(
+                f"a dask scheduler ({scheduler}) was given but the executor is {executor!r}: "
+                "add --executor dask (or drop --scheduler)"
+            )
+        if workers is not None and workers < 0:
+            raise ExecutorError(f"workers={workers} must be >= 0 (0: one per CPU core)")
+        self.executor = executor
+        self.workers = workers or None
+        self.scheduler = scheduler
+        self.connect_timeout = connect_timeout
+        self._client: Any = None
+
+    # -- lifetime ----------------------------------------------------------------
+    def __enter__(self) -> Executor:
+        if self.executor == "dask":
+            _import_dask()
+            if self.scheduler:
+                self._client = _connect(self.scheduler, self.connect_timeout)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+
+    # -- running -----------------------------------------------------------------
+    def map(self, pipeline: Pipeline, tasks: list[tuple[int, dict[str, Any]]]
+            ) -> Iterator[Outcome]:
+        """Yield ``(index, record, timing)`` for each ``(index, task)`` as it finishes."""
+        if not tasks:
+            return
+        if self.executor == "inline":
+            for index, task in tasks:
+                record, timing = _evaluate_safely(pipeline, task)
+                yield index, record, timing
+        elif self.executor == "processes":
+            yield from _run_processes(pipeline, tasks, self.workers or os.cpu_count() or 1)
+        elif self._client is not None:
+            yield from _run_dask(self._client, pipeline, tasks)
+        else:
+            yield from _run_local_dask(pipeline, tasks, self.workers or os.cpu_count() or 1)
 
 
 def execute(
@@ -66,16 +201,21 @@ def execute(
     scheduler: str | None = None,
 ) -> Iterator[Outcome]:
     """Yield ``(index, record, timing)`` for each ``(index, task)`` as it finishes."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
-    if executor == "inline":
-        for index, task in tasks:
-            record, timing = _evaluate_safely(pipeline, task)
-            yield index, record, timing
-    elif executor == "processes":
-        yield from _run_processes(pipeline, tasks, workers or os.cpu_count() or 1)
-    else:
-        yield from _run_dask(pipeline, tasks, workers, scheduler)
+    with Executor(executor, workers, scheduler) as ex:
+        yield from ex.map(pipeline, tasks)
+
+
+# -- processes ---------------------------------------------------------------------
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the workers now (not after their PE)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.kill()
+    for p in processes:
+        with contextlib.suppress(Exception):
+            p.join(5)
 
 
 def _run_processes(pipeline, tasks, workers: int) -> Iterator[Outcome]:
@@ -83,39 +223,137 @@ def _run_processes(pipeline, tasks, workers: int) -> Iterator[Outcome]:
     global _PIPELINE
     _PIPELINE = pipeline
     ctx = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+                               initializer=_pool_initialiser, initargs=(os.getpid(),))
+    clean = False
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                 initializer=_pool_initialiser) as pool:
-            futures = [pool.submit(_forked_task, item) for item in tasks]
-            for future in as_completed(futures):
-                yield future.result()
+        futures = [pool.submit(_forked_task, item) for item in tasks]
+        for future in as_completed(futures):
+            try:
+                outcome = future.result()
+            except BrokenProcessPool:
+                raise ExecutorError(
+                    "a worker process of the 'processes' executor died (killed, or out of "
+                    "memory?); the finished PEs are saved: continue with --resume, perhaps "
+                    "with fewer --workers"
+                ) from None
+            yield outcome
+        clean = True
     finally:
+        if clean:
+            pool.shutdown(wait=True)
+        else:  # interrupted, failed or abandoned: do not wait for PEs in flight
+            _stop_pool(pool)
         _PIPELINE = None
 
 
-def _run_dask(pipeline, tasks, workers: int | None, scheduler: str | None) -> Iterator[Outcome]:
+# -- dask --------------------------------------------------------------------------
+def _import_dask():
     try:
-        from distributed import Client, LocalCluster
-        from distributed import as_completed as dask_completed
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError(
+        import distributed
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ExecutorError(
             "the dask executor needs dask.distributed: pip install 'fair-workbench[dask]'"
-        ) from exc
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=None)
-        client = Client(cluster)
+        ) from None
+    return distributed
+
+
+def _connect(scheduler: str, timeout: float):
+    distributed = _import_dask()
+    t0 = time.perf_counter()
     try:
-        remote = client.scatter(pipeline, broadcast=True)
-        futures = [client.submit(_dask_task, remote, index, task, pure=False)
-                   for index, task in tasks]
-        for future in dask_completed(futures):
-            yield future.result()
+        return distributed.Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ExecutorError(
+            f"cannot reach the dask scheduler {scheduler} (gave up after "
+            f"{time.perf_counter() - t0:.0f} s: {type(exc).__name__}); start it "
+            f"(dask scheduler) or fix --scheduler / execution.scheduler"
+        ) from None
+
+
+def _run_local_dask(pipeline, tasks, workers: int) -> Iterator[Outcome]:
+    distributed = _import_dask()
+    cluster = distributed.LocalCluster(n_workers=min(workers, len(tasks)), threads_per_worker=1,
+                                       processes=True, dashboard_address=None)
+    try:
+        client = distributed.Client(cluster)
+        try:
+            yield from _run_dask(client, pipeline, tasks)
+        finally:
+            with contextlib.suppress(Exception):
+                client.close()
     finally:
-        client.close()
-        if cluster is not None:
+        with contextlib.suppress(Exception):
             cluster.close()
 
+
+def _lost(exc: BaseException) -> bool:
+    """A task that failed because its workers (or the data on them) are gone."""
+    import asyncio
+    import concurrent.futures
+
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    lost: tuple[type[BaseException], ...] = (
+        KilledWorker, CommClosedError, asyncio.CancelledError,
+        concurrent.futures.CancelledError, OSError)
+    try:
+        from distributed.client import FutureCancelledError
+
+        lost = (*lost, FutureCancelledError)
+    except ImportError:  # pragma: no cover - older distributed
+        pass
+    return isinstance(exc, lost)
+
+
+def _run_dask(client, pipeline, tasks) -> Iterator[Outcome]:
+    """Broadcast the pipeline once, submit every PE; resubmit what a lost cluster dropped."""
+    from distributed import as_completed as dask_completed
+
+    pending = dict(tasks)
+    for attempt in range(DASK_RESUBMITS + 1):
+        if attempt:
+            log.warning("the dask cluster lost its workers; resubmitting %d unfinished "
+                        "pseudo-experiments (attempt %d of %d)", len(pending), attempt,
+                        DASK_RESUBMITS)
+            try:
+                client.wait_for_workers(1, timeout=60)
+            except (TimeoutError, OSError):
+                break
+        try:
+            remote = client.scatter(pipeline, broadcast=True)
+        except (OSError, TimeoutError, RuntimeError) as exc:
+            if attempt == DASK_RESUBMITS:
+                raise ExecutorError(f"cannot send the trained pipeline to the dask workers "
+                                    f"({type(exc).__name__}: {exc})") from None
+            continue
+        futures = {client.submit(_dask_task, remote, index, task, pure=False): index
+                   for index, task in sorted(pending.items())}
+        failed = None
+        try:
+            for future in dask_completed(list(futures)):
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # noqa: BLE001 - classified just below
+                    if not _lost(exc):
+                        raise
+                    failed = exc
+                    continue
+                pending.pop(outcome[0], None)
+                yield outcome
+        finally:
+            for future in futures:
+                future.cancel()
+        if not pending:
+            return
+        if failed is None:  # pragma: no cover - defensive
+            break
+    raise ExecutorError(
+        f"the dask cluster lost its workers and {len(pending)} pseudo-experiments could not "
+        "be run; the finished PEs are saved: check the workers (memory?) and continue "
+        "with --resume"
+    )
+
+
+__all__ = ["CONNECT_TIMEOUT_S", "Executor", "die_with_parent", "execute"]
