@@ -68,8 +68,9 @@ class SubmissionModules:
                 continue
             for entry in entries:
                 stem, ext = os.path.splitext(entry)
+                stem = stem.split(".")[0]  # foo.cpython-311-x86_64-linux-gnu.so -> foo
                 if ext in (".py", ".pyc", ".so", ".pyd") and stem.isidentifier():
-                    names.add(stem.split(".")[0])
+                    names.add(stem)
                 elif (not ext and entry.isidentifier() and not entry.startswith("__")
                       and os.path.isdir(os.path.join(folder, entry))):
                     names.add(entry)
@@ -104,7 +105,7 @@ class SubmissionModules:
                 shadowed[name] = sys.modules.pop(name)
         before = set(sys.modules)
         sys.modules.update(self.saved)
-        sys.path[:0] = [p for p in paths if p not in sys.path[: len(paths)]]
+        sys.path[:0] = paths
         sys.dont_write_bytecode = True  # no __pycache__ left in the submission's folder
         os.environ.update(environment or {})
         try:
@@ -185,13 +186,16 @@ class OutputCapture:
                     if not isinstance(stream, _ThreadRouter):
                         stream = _ThreadRouter(stream)
                         setattr(sys, name, stream)
+                    routers.append((name, stream, stream.targets.get(ident)))
                     stream.targets[ident] = log
-                    routers.append((name, stream))
             try:
                 yield
             finally:
                 with _ROUTER_LOCK:
-                    for name, router in routers:
+                    for name, router, outer in routers:
+                        if outer is not None:  # a nested capture: back to the outer log
+                            router.targets[ident] = outer
+                            continue
                         router.targets.pop(ident, None)
                         if not router.targets and getattr(sys, name) is router:
                             setattr(sys, name, router.fallback)
