@@ -262,7 +262,7 @@ def cmd_export_workspace(args) -> int:
     spec = load_spec(args.spec, _parse_set(args.set))
     observation = args.pe if args.pe is not None else "asimov"
     meta = export_workspace(spec, args.output, observation, plots=args.plots,
-                            check=not args.no_check)
+                            check=not args.no_check, condition=not args.no_condition)
     print(f"workspace written to {args.output}  (sha256:{meta['digest']['sha256']})")
     if "fit" in meta:
         f = meta["fit"]
@@ -483,6 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a spec key (as for run)")
     p.add_argument("--plots", action="store_true", help="write template and pull plots beside it")
     p.add_argument("--no-check", action="store_true", help="skip the mu_hat cross-check fit")
+    p.add_argument("--no-condition", action="store_true",
+                   help="write the model as built: no staterror fixing, pruning or gamma bounds "
+                        "(by default the workspace is conditioned so pyhf and cabinetry fit it "
+                        "at their default settings)")
     p.set_defaults(func=cmd_export_workspace)
 
     p = command("plugins", "list installed plugins and their strategies", (

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.plugin.protocols import EdgedTemplates
+
 
 def _pyplot():
     import matplotlib
@@ -159,10 +161,10 @@ def plot_templates(templates, workspace: dict, outdir: str | Path, prefix: str =
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
-    channels = getattr(templates, "channels", None) or {}
+    known = templates.bin_edges() if isinstance(templates, EdgedTemplates) else {}
     for c in workspace["channels"]:
         name = c["name"]
-        edges = channels[name].edges if name in channels else None
+        edges = known.get(name)
         written.append(plot_stack(workspace, name, edges, outdir / f"{prefix}_{name}_stack.png"))
         p = plot_systematics(workspace, name, edges, outdir / f"{prefix}_{name}_systematics.png")
         if p.exists():

@@ -24,8 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from workbench.outputs.conditioning import cabinetry_config, condition_workspace
 from workbench.pipeline import Pipeline, train
-from workbench.plugin.protocols import CountsInterval, DescribedTemplates, LikelihoodTemplates
+from workbench.plugin.protocols import (
+    CountsInterval,
+    DescribedTemplates,
+    EdgedTemplates,
+    LikelihoodTemplates,
+)
 from workbench.pseudo_experiments import pe_plan
 from workbench.spec import Spec, SpecError, load_spec, spec_digest
 from workbench.toolkit.profile import ProfileFitter
@@ -86,11 +92,18 @@ def workbench_mle(workspace: dict) -> dict[str, Any]:
 def export_workspace(spec: Spec | str | Path, output: str | Path,
                      observation: str | int | None = "asimov", *, plots: bool = False,
                      pipeline=None, overrides: dict | None = None,
-                     check: bool = True) -> dict[str, Any]:
+                     check: bool = True, condition: bool = True) -> dict[str, Any]:
     """Train ``spec`` (unless ``pipeline`` is given) and write its pyhf workspace.
 
     ``observation``: ``"asimov"`` (mu = 1, nominal NPs) or the index of a
     pseudo-experiment in the spec's plan (:func:`workbench.pseudo_experiments.pe_plan`).
+    ``condition``: fix staterror gammas and prune modifiers the fit cannot use
+    (:func:`workbench.outputs.conditioning.condition_workspace`), so pyhf and
+    cabinetry fit it at their default settings; the metadata records what changed
+    and, with ``check``, the fit of the unconditioned model beside it.
+    Beside the workspace: ``<stem>.meta.json`` and, when the templates know their
+    bin edges, ``<stem>.cabinetry.json`` (a cabinetry config with the regions'
+    binning, for ``cabinetry.visualize``).
     Returns the metadata written next to the workspace.
     """
     import pyhf
@@ -103,6 +116,11 @@ def export_workspace(spec: Spec | str | Path, output: str | Path,
     templates = pipeline.templates
     obs, described = _observation(pipeline, spec, observation)
     raw = templates.workspace(obs)
+    pyhf.Workspace(raw)  # validates against the schema
+    original = raw
+    conditioning = None
+    if condition:
+        raw, conditioning = condition_workspace(raw)
     ws = pyhf.Workspace.sorted(pyhf.Workspace(raw))  # validates against the schema
     model = ws.model()
     ws.data(model)  # observations match the model
@@ -122,11 +140,22 @@ def export_workspace(spec: Spec | str | Path, output: str | Path,
         "parameters": list(model.config.par_order),
         "template_metadata": (templates.metadata
                               if isinstance(templates, DescribedTemplates) else {}),
+        "conditioning": conditioning,
     }
+    if isinstance(templates, EdgedTemplates):
+        edges = {c: list(map(float, e)) for c, e in templates.bin_edges().items()}
+        meta["bin_edges"] = edges
+        config_path = output.with_name(output.stem + ".cabinetry.json")
+        config_path.write_text(json.dumps(cabinetry_config(spec_ws, edges), indent=1,
+                                          sort_keys=True) + "\n")
+        meta["cabinetry_config"] = config_path.name
     if check:
         wb, ph = workbench_mle(spec_ws), pyhf_mle(spec_ws)
         meta["fit"] = {"workbench": wb, "pyhf": ph,
                        "mu_hat_difference": abs(wb["mu_hat"] - ph["mu_hat"])}
+        if condition:
+            un = workbench_mle(json.loads(json.dumps(original)))
+            meta["fit"]["unconditioned"] = {k: un[k] for k in ("mu_hat", "mu16", "mu84")}
         if isinstance(templates, LikelihoodTemplates) and isinstance(pipeline.interval,
                                                                       CountsInterval):
             # the spec's own likelihood (e.g. polynomial), fitted by the spec's interval

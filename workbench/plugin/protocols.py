@@ -198,6 +198,15 @@ class ScoreTemplates(Templates, Protocol):
 
 
 @runtime_checkable
+class EdgedTemplates(Templates, Protocol):
+    """Templates that know the bin edges of their channels (for plots and exports)."""
+
+    def bin_edges(self) -> dict[str, list[float]]:
+        """Channel name -> its bin edges, in observation order."""
+        ...
+
+
+@runtime_checkable
 class ReparametrisedTemplates(Templates, Protocol):
     """Templates whose fitted parameters are not the NPs themselves (e.g. alpha)."""
 

@@ -294,6 +294,10 @@ class BinnedTemplates:
             out[name] = self._fill_edges(ch.edges, scores[m], w).tolist()
         return out
 
+    def bin_edges(self) -> dict[str, list[float]]:
+        """Channel name -> its score bin edges (``EdgedTemplates``)."""
+        return {name: [float(x) for x in ch.edges] for name, ch in self.channels.items()}
+
     def asimov(self) -> list[float] | dict[str, list[float]]:
         """Expected counts at mu = 1, nominal NPs (a list for one channel, else per channel)."""
         per = {n: np.sum(list(ch.sample_data.values()), axis=0).tolist()
