@@ -109,7 +109,7 @@ def condition_workspace(spec: dict[str, Any], stat_ratio: float = 0.2,
         poi = measurement["config"]["poi"]
         entry = next((p for p in params if p["name"] == poi), None)
         poi_bounds = entry.get("bounds") if entry is not None else None
-        if poi_bounds and poi_bounds[0][0] == 0:
+        if entry is not None and poi_bounds and poi_bounds[0][0] == 0:
             entry["bounds"] = [[-float(poi_bounds[0][1]), float(poi_bounds[0][1])]]
             report["poi_bounds"] = entry["bounds"][0]
         for name, b in bounds.items():
