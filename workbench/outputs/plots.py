@@ -19,8 +19,16 @@ def _pyplot():
     return plt
 
 
-def coverage_by_mu(records: list[dict[str, Any]], bins: int = 6, mu_range=None):
-    """Binned coverage with binomial errors: (edges, coverage, error, counts)."""
+def coverage_by_mu(records: list[dict[str, Any]], bins: int = 6, mu_range=None,
+                   interval_cl: float = 0.6827):
+    """Binned coverage: (edges, coverage, interval, counts).
+
+    ``interval`` is the Clopper-Pearson (exact binomial) ``interval_cl`` interval of each
+    bin's coverage, shape (2, bins) -- not Wald's ``sqrt(c (1 - c) / n)``, which
+    collapses to zero when every or no PE of a bin covers.
+    """
+    from hist.intervals import clopper_pearson_interval
+
     mu = np.array([r["mu_true"] for r in records])
     covered = np.array([r["covered"] for r in records], dtype=float)
     lo, hi = mu_range or (mu.min(), mu.max())
@@ -30,8 +38,11 @@ def coverage_by_mu(records: list[dict[str, Any]], bins: int = 6, mu_range=None):
     k = np.bincount(idx, weights=covered, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.where(n > 0, k / n, np.nan)
-        err = np.where(n > 0, np.sqrt(c * (1 - c) / np.maximum(n, 1)), np.nan)
-    return edges, c, err, n
+    interval = np.full((2, bins), np.nan)
+    has = n > 0
+    if has.any():
+        interval[:, has] = clopper_pearson_interval(k[has], n[has], coverage=interval_cl)
+    return edges, c, interval, n
 
 
 def plot_run(records: list[dict[str, Any]], outdir: str | Path, confidence_level: float = 0.6827):
@@ -42,10 +53,11 @@ def plot_run(records: list[dict[str, Any]], outdir: str | Path, confidence_level
     ok = [r for r in records if "error" not in r]
     paths = {}
 
-    edges, c, err, _ = coverage_by_mu(ok)
+    edges, c, interval, _ = coverage_by_mu(ok)
     fig, ax = plt.subplots(figsize=(7, 5))
     centres = 0.5 * (edges[1:] + edges[:-1])
-    ax.errorbar(centres, c, yerr=err, xerr=np.diff(edges) / 2, fmt="o", label="coverage")
+    ax.errorbar(centres, c, yerr=np.abs(interval - c), xerr=np.diff(edges) / 2, fmt="o",
+                label="coverage (Clopper-Pearson 68%)")
     n = len(ok)
     s68 = np.sqrt(confidence_level * (1 - confidence_level) / n)
     ax.axhspan(confidence_level - 2 * s68, confidence_level + 2 * s68, alpha=0.2,

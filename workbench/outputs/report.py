@@ -152,32 +152,34 @@ def _score_section(summary: dict[str, Any], cl: float) -> str:
 
 
 def coverage_table_rows(records: list[dict[str, Any]], bins: int | None = None):
-    """Per-mu coverage: ``(mu_low, mu_high, n, covered, coverage, binomial error)`` rows."""
+    """Per-mu coverage rows: ``(mu_low, mu_high, n, covered, coverage, cp_low, cp_high)``
+    with the Clopper-Pearson 68.27% interval of the coverage."""
     ok = _ok_records(records)
     if not ok:
         return []
     n_mu = len({r["mu_true"] for r in ok})
     bins = bins or int(min(10, max(1, n_mu)))
-    edges, c, err, n = coverage_by_mu(ok, bins=bins)
+    edges, c, interval, n = coverage_by_mu(ok, bins=bins)
     k = np.rint(c * n)
     return [(float(edges[i]), float(edges[i + 1]), int(n[i]), int(k[i]) if n[i] else 0,
-             float(c[i]), float(err[i])) for i in range(bins)]
+             float(c[i]), float(interval[0, i]), float(interval[1, i])) for i in range(bins)]
 
 
 def _coverage_section(records, cl: float, summary: dict[str, Any], plt) -> tuple[str, str]:
     ok = _ok_records(records)
     rows = coverage_table_rows(ok)
-    table = _table(["mu_true from", "to", "PEs", "covered", "coverage", "binomial error"],
+    table = _table(["mu_true from", "to", "PEs", "covered", "coverage",
+                    "68.27% CP low", "68.27% CP high"],
                    [list(r) for r in rows], "coverage-by-mu", text_columns=(),
                    row_ids=[str(i) for i in range(len(rows))])
     edges = np.array([r[0] for r in rows] + [rows[-1][1]])
     c = np.array([r[4] for r in rows])
-    err = np.array([r[5] for r in rows])
+    err = np.abs(np.array([[r[5] for r in rows], [r[6] for r in rows]]) - c)
     lo, hi = _coverage_band(summary, len(ok), cl)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     centres = 0.5 * (edges[1:] + edges[:-1])
     ax.errorbar(centres, c, yerr=err, xerr=np.diff(edges) / 2, fmt="o", color="k",
-                label="coverage (binomial error)")
+                label="coverage (Clopper-Pearson 68%)")
     ax.axhspan(lo, hi, alpha=0.25, color="tab:green", label=rf"${cl} \pm 2\sigma_{{68}}$ (pooled)")
     ax.axhline(cl, color="tab:green", ls="--")
     ax.set_xlabel(r"$\mu_{true}$")

@@ -158,8 +158,14 @@ def test_coverage_by_mu_table_counts_every_successful_pe(synthetic):
         if n:
             c = k / n
             assert float(cells[f"coverage-by-mu-{i}-4"]) == pytest.approx(c, rel=5e-4)
-            err = cells[f"coverage-by-mu-{i}-5"]
-            assert float(err) == pytest.approx(np.sqrt(c * (1 - c) / n), rel=5e-4, abs=1e-12)
+            # Clopper-Pearson from the beta quantiles (independent of hist's implementation)
+            from scipy.stats import beta
+
+            a = (1 - 0.6827) / 2
+            lo_cp = beta.ppf(a, k, n - k + 1) if k > 0 else 0.0
+            hi_cp = beta.ppf(1 - a, k + 1, n - k) if k < n else 1.0
+            assert float(cells[f"coverage-by-mu-{i}-5"]) == pytest.approx(lo_cp, rel=5e-4, abs=1e-9)
+            assert float(cells[f"coverage-by-mu-{i}-6"]) == pytest.approx(hi_cp, rel=5e-4, abs=1e-9)
         total += n
     assert total == len(truth["ok"])
 
