@@ -96,6 +96,14 @@ class Pipeline:
             return f"sampling 'generator' ({sum(self.expected.values()):.6g} expected events)"
         return f"sampling 'pool' from a test pool of {len(self.pool)} events"
 
+    def without_training_samples(self) -> Pipeline:
+        """This pipeline with ``data.train`` / ``data.holdout`` emptied: all that the
+        pseudo-experiments need (what the run folder's training cache holds)."""
+        empty = self.data.holdout[:0]
+        data = dataclasses.replace(self.data, train=self.data.train[:0], holdout=empty,
+                                   sample_pseudo_experiment=HoldoutPseudoExperiments(empty))
+        return dataclasses.replace(self, data=data)
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the registry (plugin modules): only training needs it."""
         state = dict(self.__dict__)

@@ -97,6 +97,8 @@ def score(
     err = mu_hat - mu_true
     rmse = float(np.mean(np.sqrt(err**2 + (err**2 - delta**2) ** 2)))
     mae = float(np.mean(np.abs(err) + np.abs(np.abs(err) - delta)))
+    with np.errstate(divide="ignore"):  # zero widths with eps = 0: an infinite score
+        value = float(-np.log((width + eps) * pen))
     return Score(
         n=n,
         width=width,
@@ -104,7 +106,7 @@ def score(
         coverage_low=float(one_sigma - 2 * sigma68),
         coverage_high=float(one_sigma + 2 * sigma68),
         penalty=pen,
-        score=float(-np.log((width + eps) * pen)),
+        score=value,
         rmse=rmse,
         mae=mae,
         eps=eps,

@@ -166,7 +166,7 @@ def test_minus_one_mixed_with_counts_is_a_spec_error(tmp_path, capsys):
     line = _fails(["run", spec], capsys)
     assert line == (
         f"workbench: error: {spec}: data.train.htautau = -1, data.holdout.htautau = 5, "
-        "data.test_pool.htautau = 20000: -1 (all events) cannot be mixed with other counts of "
+        "data.test_pool.htautau = 5000: -1 (all events) cannot be mixed with other counts of "
         "the same process; give explicit counts in every part, or -1 in one part and 0 "
         "elsewhere")
 
@@ -305,7 +305,7 @@ def test_too_small_pes_are_failed_records_naming_the_sampling_and_pool(tmp_path,
     records = json.loads((tmp_path / "out" / "results.json").read_text())["pseudo_experiments"]
     for r in records:
         assert r["error"].startswith("ValueError: needs at least 10000000 events, got ")
-        assert r["error"].endswith("events, sampling 'pool' from a test pool of 80000 events)")
+        assert r["error"].endswith("events, sampling 'pool' from a test pool of 20000 events)")
         assert "mu16" not in r
 
 

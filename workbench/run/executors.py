@@ -126,7 +126,6 @@ def _forked_task(index_task):
 
 
 def _dask_task(pipeline, index, task):
-    die_with_parent()
     _limit_threads()
     record, timing = _evaluate_safely(pipeline, task)
     return index, record, timing
@@ -271,20 +270,39 @@ def _connect(scheduler: str, timeout: float):
         ) from None
 
 
+def _guard_workers(client) -> None:
+    """Each worker of a local cluster dies with its parent and ignores Ctrl-C (a remote
+    cluster's workers are someone else's processes: they are left as they are)."""
+    from workbench.run.dask_worker import WorkerGuard
+
+    try:
+        client.register_plugin(WorkerGuard())
+    except Exception as exc:  # noqa: BLE001 - a guard only; the run goes on without it
+        log.debug("dask worker guard not registered: %s: %s", type(exc).__name__, exc)
+
+
 def _run_local_dask(pipeline, tasks, workers: int) -> Iterator[Outcome]:
     distributed = _import_dask()
     cluster = distributed.LocalCluster(n_workers=min(workers, len(tasks)), threads_per_worker=1,
                                        processes=True, dashboard_address=None)
+    clean = False
+    dask_log = logging.getLogger("distributed")
+    level = dask_log.level
     try:
         client = distributed.Client(cluster)
         try:
+            _guard_workers(client)
             yield from _run_dask(client, pipeline, tasks)
+            clean = True
         finally:
+            if not clean:  # interrupted or failed: the workers' cancelled PEs are no news
+                dask_log.setLevel(logging.ERROR)
             with contextlib.suppress(Exception):
                 client.close()
     finally:
         with contextlib.suppress(Exception):
             cluster.close()
+        dask_log.setLevel(level)
 
 
 def _lost(exc: BaseException) -> bool:

@@ -5,8 +5,10 @@ run writes the folder; a second run into the same folder fails at once, naming
 the holder's pid.  The kernel drops the lock when its process ends, however it
 ends (SIGKILL included), so a lock never outlives its run.
 
-The training cache (``training.pkl``) is the trained :class:`workbench.pipeline.Pipeline`,
-pickled after training behind a small header with the spec's resume digest;
+The training cache (``training.pkl``) is the trained :class:`workbench.pipeline.Pipeline`
+without its training samples (:meth:`~workbench.pipeline.Pipeline.without_training_samples`:
+the strategies and the test pool or PE generator), pickled after training behind a
+small header with the spec's resume digest;
 ``--resume`` loads it instead of training again.  A cache of another spec, an
 unreadable one or one that does not unpickle is ignored with a message.
 """

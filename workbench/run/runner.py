@@ -157,8 +157,8 @@ def _run_locked(spec: Spec, registry: Registry, outdir: Path, show: bool, execut
             # the folder is claimed before the long training: a kill there keeps its header
             open_for_append(ckpt_path, header, done).close()
             pipeline = train(spec, registry, output=outdir, for_pseudo_experiments=True)
-            if cache:
-                save_training(outdir, rdigest, pipeline)
+            if cache:  # the strategies and the PE source, not the training samples
+                save_training(outdir, rdigest, pipeline.without_training_samples())
         if pipeline.degenerate:
             log.warning("degenerate templates: %s; every interval will be flagged",
                         pipeline.degenerate)

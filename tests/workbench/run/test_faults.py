@@ -245,3 +245,29 @@ def test_a_stale_training_cache_is_ignored_with_a_message(tmp_path, registry, ca
         run(spec, registry, resume=True)
     assert "ignoring stale training cache" in caplog.text
     assert SlowCounting.fits == 1
+
+
+def test_ctrl_c_to_the_process_group_stops_the_pool_and_keeps_the_finished_pes(tmp_path,
+                                                                             reference):
+    spec, _ = reference
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, str(DRIVER), "run", str(spec), "-o", str(out),
+                             "--no-progress", "--executor", "processes", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    while _records(out) < 2:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err  # the workers ignore Ctrl-C; the parent stops them
+    saved = json.loads((out / "results.json").read_text())
+    n = len(saved["pseudo_experiments"])
+    assert err.strip().splitlines()[-1] == (f"workbench: interrupted; {n} of {N} "
+                                            f"pseudo-experiments are saved in {out}; continue "
+                                            "with --resume")
+    assert n >= 2 and saved["summary"]["complete"] is False
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
