@@ -30,7 +30,7 @@ def reference():
 
 def test_plugin_registers_simulator():
     got = {}
-    sim_plugin.register_generators(lambda name, factory: got.setdefault(name, factory))
+    sim_plugin.register_generators(lambda name, factory, **kw: got.setdefault(name, factory))
     assert got == {"simulator": Simulator}
 
 
