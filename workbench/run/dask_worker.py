@@ -8,23 +8,20 @@ sends to the whole process group: the parent handles it and closes the cluster.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
 from distributed.diagnostics.plugin import WorkerPlugin
+
+from workbench.run.workers import die_with_parent, ignore_interrupts, limit_threads
 
 
 class WorkerGuard(WorkerPlugin):
     name = "workbench-worker-guard"
 
     def setup(self, worker) -> None:
-        from workbench.run.executors import _limit_threads, die_with_parent
-
         die_with_parent(os.getppid())
-        with contextlib.suppress(ValueError):  # only possible in the main thread
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _limit_threads()
+        ignore_interrupts()
+        limit_threads()
 
 
 __all__ = ["WorkerGuard"]

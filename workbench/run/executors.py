@@ -18,9 +18,6 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,6 +26,7 @@ from typing import Any
 
 from workbench.errors import ExecutorError
 from workbench.pipeline import Pipeline, evaluate
+from workbench.run.workers import die_with_parent, ignore_interrupts, limit_threads
 from workbench.spec import EXECUTORS
 
 Outcome = tuple[int, dict[str, Any], dict[str, float]]
@@ -58,65 +56,10 @@ def _evaluate_safely(pipeline: Pipeline, task: dict[str, Any]
             "sample": float("nan"), "inference": float("nan")}
 
 
-def _limit_threads() -> None:
-    """One BLAS/OpenMP thread per worker process: the pool provides the parallelism."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover - optional
-        pass
-
-
-_PR_SET_PDEATHSIG = 1
-_GUARDED = False
-
-
-def die_with_parent(parent: int | None = None) -> None:
-    """Make this (worker) process end when its parent does, even by SIGKILL.
-
-    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; elsewhere a daemon thread polls
-    ``os.getppid()``.  ``parent``: the pid the worker was started by; if it is
-    already gone (it died before this ran), the worker exits at once.
-    Idempotent.
-    """
-    global _GUARDED
-    if _GUARDED:
-        return
-    _GUARDED = True
-    parent = os.getppid() if parent is None else parent
-    armed = False
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-        except (OSError, AttributeError):  # pragma: no cover - exotic libc
-            armed = False
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-    if not armed:  # pragma: no cover - non-Linux
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, name="workbench-parent-watch", daemon=True).start()
-
-
-def _ignore_interrupts() -> None:
-    """Ctrl-C goes to the whole process group; the parent alone handles it."""
-    with contextlib.suppress(ValueError):  # not the main thread
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _pool_initialiser(parent: int) -> None:
     die_with_parent(parent)
-    _ignore_interrupts()
-    _limit_threads()
+    ignore_interrupts()
+    limit_threads()
 
 
 def _forked_task(index_task):
@@ -126,7 +69,7 @@ def _forked_task(index_task):
 
 
 def _dask_task(pipeline, index, task):
-    _limit_threads()
+    limit_threads()
     record, timing = _evaluate_safely(pipeline, task)
     return index, record, timing
 
