@@ -348,10 +348,22 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+class _ParagraphFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description on its own (argparse joins them all)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return "\n\n".join(textwrap.fill(" ".join(p.split()), width, initial_indent=indent,
+                                          break_on_hyphens=False,
+                                          subsequent_indent=indent)
+                            for p in text.split("\n\n"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from workbench._version import __version__
 
-    fmt = argparse.RawDescriptionHelpFormatter
+    fmt = _ParagraphFormatter
     parser = argparse.ArgumentParser(prog="workbench", description=DESCRIPTION,
                                      formatter_class=fmt)
     parser.add_argument("--version", action="version", version=f"workbench {__version__}",
