@@ -282,7 +282,7 @@ def test_labels_of_half_are_one_line(tmp_path, capsys, toys):
     pq.write_table(table, path)
     line = _fails(["run", _file_spec(tmp_path, "parquet", path)], capsys)
     assert line == (f"workbench: error: {path}: column 'labels' must hold exactly 0 or 1, but "
-                    "1 row(s) do not, first row 7 = np.float32(0.5)")
+                    "1 row(s) do not, first row 7 = 0.5")
 
 
 def test_pool_sampling_from_an_empty_test_pool_is_an_error_before_training(tmp_path, capsys,

@@ -33,7 +33,7 @@ Outcome = tuple[int, dict[str, Any], dict[str, float]]
 
 log = logging.getLogger("workbench.run")
 
-CONNECT_TIMEOUT_S = 8.0
+CONNECT_TIMEOUT_S = 5.0
 """How long a remote dask scheduler is tried before the run gives up (before training)."""
 DASK_RESUBMITS = 3
 """How often the unfinished PEs are resubmitted after a dask cluster lost its workers."""

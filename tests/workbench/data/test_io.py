@@ -465,7 +465,7 @@ def test_labels_must_be_exactly_0_or_1(sample, tmp_path, bad):
     with pytest.raises(FileSchemaError) as err:
         read_parquet(path)
     assert str(err.value) == (f"{path}: column 'labels' must hold exactly 0 or 1, but 1 row(s) "
-                              f"do not, first row 3 = {np.float32(bad)!r}")
+                              f"do not, first row 3 = {np.float32(bad)}")
     with pytest.raises(FileSchemaError, match="must hold exactly 0 or 1"):
         list(iter_parquet(path, batch_size=2))
 

@@ -426,7 +426,7 @@ def _check_labels(labels: np.ndarray, source: str, first_row: int) -> None:
         i = int(np.flatnonzero(bad)[0])
         raise FileSchemaError(
             f"{source}: column {LABELS!r} must hold exactly 0 or 1, but {int(bad.sum())} "
-            f"row(s) do not, first row {first_row + i} = {labels[i]!r}"
+            f"row(s) do not, first row {first_row + i} = {labels[i]}"
         )
 
 
