@@ -110,7 +110,6 @@ def configure_logging(verbosity: int = 0) -> None:
         handler.setFormatter(logging.Formatter("workbench: %(levelname)s: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False
     _HANDLER = handler
 
 
