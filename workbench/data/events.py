@@ -15,6 +15,7 @@ import awkward as ak
 import numpy as np
 
 from workbench.data.schema import FEATURES, PROCESSES
+from workbench.errors import WorkbenchError
 
 WEIGHTS = "weights"
 LABELS = "labels"
@@ -23,7 +24,7 @@ TRUTH = (LABELS, PROCESS)
 _DTYPES = {WEIGHTS: np.float64, LABELS: np.int8, PROCESS: np.int8}
 
 
-class SchemaError(ValueError):
+class SchemaError(WorkbenchError, ValueError):
     """An event sample does not follow the schema; the message names the column."""
 
 

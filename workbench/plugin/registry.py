@@ -17,12 +17,13 @@ from typing import Any
 
 import pluggy
 
+from workbench.errors import WorkbenchError
 from workbench.plugin import hookspecs
 from workbench.plugin.hookspecs import ENTRY_POINT_GROUP, KINDS, PROJECT
 from workbench.plugin.params import ParameterError, describe, parse_params
 
 
-class PluginError(RuntimeError):
+class PluginError(WorkbenchError, RuntimeError):
     """A plugin problem: unknown name, duplicate registration, bad parameters."""
 
 
