@@ -8,12 +8,7 @@ Generates the expected process mix of one pseudo-experiment scaled to
 --events (95% ztautau) and reports events/s, also per process (200,000 each,
 one chunk).  --baseline
 loads another copy of the simulator package (e.g. an older version copied
-aside) and measures it in the same run, alternating repeats (per process too),
-and prints the side-by-side table.  A copy of the committed simulator:
-
-    mkdir -p /tmp/sim_before && git archive HEAD plugins/workbench_builtins/generators/simulator \
-        | tar -x -C /tmp/sim_before
-    ... --baseline /tmp/sim_before/plugins/workbench_builtins/generators/simulator
+aside) and measures it in the same run, alternating repeats (per process too).
 """
 
 from __future__ import annotations
@@ -24,6 +19,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402 (after the thread variables)
+import importlib.util  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -60,13 +56,6 @@ def main(argv=None):
             n = sum(len(ch) for ch in sim.iter_chunks({p: 200_000}, seed=7, chunk_size=200_000))
             per_process[name][p] = n / (time.process_time() - t)
         print(f"  {p:8s} " + "  ".join(f"{name} {per_process[name][p]:,.0f}" for name in sims) + " events/s")
-    if "baseline" in sims:
-        print("\n| events/s, one thread (CPU time) | baseline | current | ratio |\n|---|---|---|---|")
-        b, c = max(rates["baseline"]), max(rates["current"])
-        print(f"| mix ({args.events:,}), best of {args.repeat} | {b:,.0f} | {c:,.0f} | x{c / b:.2f} |")
-        for p in PROCESSES:
-            b, c = per_process["baseline"][p], per_process["current"][p]
-            print(f"| {p} (200,000) | {b:,.0f} | {c:,.0f} | x{c / b:.2f} |")
     if args.out:
         import json
         from pathlib import Path
@@ -80,40 +69,14 @@ def main(argv=None):
         }, indent=1) + "\n")
 
 
-PACKAGE = "workbench_builtins.generators.simulator"
-
-
 def _load(folder: str):
-    """Import another copy of the simulator package from ``folder``.
-
-    The package imports its modules by absolute name, so a copy loaded under
-    another name would still run the *current* modules.  The copy is
-    therefore rewritten, once, into a folder of the temporary directory as a
-    top-level package whose imports name itself (reused while the source is
-    unchanged, so that its Numba cache is too)."""
-    import hashlib
-    import importlib
-    import tempfile
-    from pathlib import Path
-
-    src = Path(folder)
-    files = sorted(src.glob("*.py"))
-    digest = hashlib.sha1(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:12]
-    name = f"_simulator_{digest}"
-    root = Path(tempfile.gettempdir()) / "workbench-simulator-copies"
-    dest = root / name
-    if not dest.exists():
-        tmp = root / f"{name}.tmp{os.getpid()}"
-        tmp.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            (tmp / f.name).write_text(f.read_text().replace(PACKAGE, name))
-        try:
-            tmp.rename(dest)
-        except OSError:  # another process made it first
-            pass
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module(name)
+    """Import a simulator package from ``folder`` under a private name."""
+    spec = importlib.util.spec_from_file_location(
+        "_baseline_simulator", f"{folder}/__init__.py", submodule_search_locations=[folder])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ exactly balanced, a perfect detector reproduces the neutrinos' pT as MET.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,93 +60,35 @@ def select_visible(rng, truth: Truth, det: cal.Detector):
     return ok, lep_pt, lep_eta, had_pt, had_eta, had_raw
 
 
-TAU_RULES = {"merge": jets.TAU_MERGE, "remove": jets.TAU_REMOVE, "reject": jets.TAU_REJECT}
-
-
-@functools.lru_cache(maxsize=32)
-def jet_parameters(det: cal.Detector) -> np.ndarray:
-    """The packed parameter vector of jets.event_jets for a detector."""
-    if det.tau_cone not in TAU_RULES:
-        raise ValueError(f"unknown Detector tau_cone {det.tau_cone!r}; valid: {sorted(TAU_RULES)}")
-    par = np.empty(jets.JET_PARAMETERS)
-    par[jets.JP_R2] = det.jet_radius**2
-    par[jets.JP_SCALE] = det.jet_scale
-    par[jets.JP_NOISE] = det.jet_noise
-    par[jets.JP_STOCH] = det.jet_stochastic
-    par[jets.JP_CONST] = det.jet_constant
-    par[jets.JP_PT_MIN] = cal.JET_PT_MIN
-    par[jets.JP_ETA_MAX] = cal.JET_ETA_MAX
-    par[jets.JP_OVERLAP2] = det.overlap_dr**2
-    par[jets.JP_ISO2] = det.iso_cone**2
-    par[jets.JP_ISO_RATIO] = det.iso_ratio
-    par[jets.JP_TAU_ETA_MAX] = cal.HAD_ETA_MAX
-    par[jets.JP_SLOTS] = cal.FAKE_WEIGHT_MAX
-    par[jets.JP_FAKE_SCALE] = det.fake_tau_scale
-    par[jets.JP_HAD_MIN] = cal.HAD_PT_MIN
-    par[jets.JP_TAU_RULE] = TAU_RULES[det.tau_cone]
-    par[jets.JP_FAKE_SLOPE] = det.fake_rate_slope
-    par[jets.JP_FAKE_GLUON] = det.gluon_fake_factor
-    par[jets.JP_FAKE_B] = det.b_fake_factor
-    par[jets.JP_B_RESPONSE] = det.b_jet_response
-    par[jets.JP_B_SL_PROB] = det.b_semileptonic
-    par[jets.JP_B_SL_LOSS] = det.b_neutrino_loss
-    par[jets.JP_COS_NEAR] = np.cos(max(det.iso_cone, det.overlap_dr))
-    par.flags.writeable = False
-    return par
-
-
 def reconstruct(rng, truth: Truth, det: cal.Detector) -> np.ndarray:
     """PRI_ block (16, m) float32 (PRIMARY rows) of the events passing the
-    stored-dataset selection: lepton and real tau_h selected first, then the
-    jets of the survivors (jets.reconstruct_jets: clustering, isolation,
-    overlaps, the fake tau candidate), the lepton-tau separation, the MET."""
-    fake = truth.fake if truth.fake is not None else np.zeros(truth.lep.shape[1], dtype=bool)
+    stored-dataset selection."""
     ok, lep_pt, lep_eta, had_pt, had_eta, had_raw = select_visible(rng, truth, det)
-    ok |= fake & (lep_pt > cal.LEP_PT_MIN) & (np.abs(lep_eta) < cal.LEP_ETA_MAX)
     sel = np.flatnonzero(ok)
     n = sel.size
     lep, had = truth.lep[:, sel], truth.had[:, sel]
-    lep_pt, lep_eta, had_raw, had_eta, fake = lep_pt[sel], lep_eta[sel], had_raw[sel], had_eta[sel], fake[sel]
-    lep_phi, had_phi = kin.phi(lep), kin.phi(had)
+    lep_pt, had_raw = lep_pt[sel], had_raw[sel]
 
-    # partons of the selected events, re-indexed and event-major
+    # partons of the selected events, re-indexed
     new_index = np.full(ok.size, -1)
     new_index[sel] = np.arange(n)
     p = truth.partons
     ev = new_index[p.event]
-    keep = np.flatnonzero(ev >= 0)
-    order = keep[np.argsort(ev[keep], kind="stable")]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(ev[order], minlength=n), out=offsets[1:])
-    ppt, peta, pphi, pkind = p.pt[order], p.eta[order], p.phi[order], p.kinds()[order]
-    pc, ps = kin.cos_sin(pphi)
-    gauss = rng.standard_normal(ppt.size)
-    u_fake = rng.random(n)
+    keep = ev >= 0
+    ev, ppt, peta, pphi = ev[keep], p.pt[keep], p.eta[keep], p.phi[keep]
+    gauss = rng.standard_normal(ppt.shape)
 
     block = np.empty((len(PRIMARY), n))
-    lep_true = kin.pt(lep)
-    had_true = np.where(fake, 1.0, kin.pt(had))
-    vis, tau_add, ftau, good = jets.reconstruct_jets(
-        offsets, ppt, peta, pphi, pc, ps, gauss, pkind, lep[1:] / lep_true, lep_pt, had[1:] / had_true,
-        fake, u_fake, jet_parameters(det), block)
-    # the tau candidate: the visible tau_h (at its raw scale, plus any jet merged
-    # into its cone), or the jet faking it
-    had_x = np.where(fake, ftau[0] * np.cos(ftau[2]), had_raw * had[1] / had_true + tau_add[0])
-    had_y = np.where(fake, ftau[0] * np.sin(ftau[2]), had_raw * had[2] / had_true + tau_add[1])
-    had_raw = np.hypot(had_x, had_y)
-    had_pt = np.where(fake, det.fake_tau_scale * det.jet_scale, det.had_scale) * had_raw
-    had_eta = np.where(fake, ftau[1], had_eta)
-    had_phi = np.arctan2(had_y, had_x)
-    dphi = np.abs(lep_phi - had_phi)
-    dphi = np.where(dphi > np.pi, 2.0 * np.pi - dphi, dphi)
-    separated = (lep_eta - had_eta) ** 2 + dphi**2 >= det.overlap_dr**2
-    good &= separated & (had_pt > cal.HAD_PT_MIN)
-
+    # jets into the block; the partons in acceptance (jets and sub-threshold ones,
+    # particle-flow like) measured at their raw scale for the MET
+    vis = jets.measure_partons(block, ev, ppt, peta, pphi, gauss, det.jet_scale, det.jet_noise,
+                               det.jet_stochastic, det.jet_constant, cal.JET_PT_MIN, cal.JET_ETA_MAX)
     # MET: minus the measured transverse momentum, the tau at its uncalibrated
     # (raw) scale -- the calibrated objects differ from it, which is what gives
-    # DER_pt_tot its width; a fake tau's jet is in ``vis`` already
-    vis[0] += lep_pt * lep[1] / lep_true + np.where(fake, 0.0, had_x)
-    vis[1] += lep_pt * lep[2] / lep_true + np.where(fake, 0.0, had_y)
+    # DER_pt_tot its width
+    lep_true, had_true = kin.pt(lep), kin.pt(had)
+    vis[0] += lep_pt * lep[1] / lep_true + had_raw * had[1] / had_true
+    vis[1] += lep_pt * lep[2] / lep_true + had_raw * had[2] / had_true
     soft_x, soft_y = truth.soft[0, sel], truth.soft[1, sel]
     activity = rng.gamma(det.pileup_shape, 1.0 / det.pileup_shape, n)
     noise = rng.standard_normal((2, n)) * (det.soft_noise * np.sqrt(activity))
@@ -156,9 +97,10 @@ def reconstruct(rng, truth: Truth, det: cal.Detector) -> np.ndarray:
 
     row = {name: i for i, name in enumerate(PRIMARY)}
     for name, values in (
-        ("PRI_lep_pt", lep_pt), ("PRI_lep_eta", lep_eta), ("PRI_lep_phi", lep_phi),
-        ("PRI_had_pt", had_pt), ("PRI_had_eta", had_eta), ("PRI_had_phi", had_phi),
+        ("PRI_lep_pt", lep_pt), ("PRI_lep_eta", lep_eta[sel]), ("PRI_lep_phi", kin.phi(lep)),
+        ("PRI_had_pt", had_pt[sel]), ("PRI_had_eta", had_eta[sel]), ("PRI_had_phi", kin.phi(had)),
         ("PRI_met", np.sqrt(met_x * met_x + met_y * met_y)), ("PRI_met_phi", np.arctan2(met_y, met_x)),
     ):
         block[row[name]] = values
-    return block[:, good].astype(np.float32)
+    return block.astype(np.float32)
+

@@ -7,8 +7,6 @@ parent's rest frame and boosted, so energy-momentum is conserved exactly.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 TAU_MASS = 1.77686
@@ -86,22 +84,20 @@ def isotropic_directions(rng: np.random.Generator, n: int, cos_theta=None):
 
 
 def directions_about(axis: np.ndarray, rng, cos_theta):
-    """Unit vectors at polar angle acos(cos_theta) around ``axis`` (3, n), uniform
-    azimuth, in the branch-free orthonormal basis of Duff et al. (2017), as
-    :func:`decay_along_flight` (no cross products)."""
-    inv = 1.0 / np.sqrt((axis * axis).sum(0))
-    ux, uy, uz = axis[0] * inv, axis[1] * inv, axis[2] * inv
-    sign = np.where(uz >= 0.0, 1.0, -1.0)
-    a = -1.0 / (sign + uz)
-    b = ux * uy * a
+    """Unit vectors at polar angle acos(cos_theta) around ``axis`` (3, n), uniform azimuth."""
+    norm = np.sqrt((axis * axis).sum(0))
+    u = axis / norm
+    # a vector orthogonal to u: u x e, with e the coordinate axis least aligned with u
+    ex = np.abs(u[0]) < 0.6
+    e = np.zeros_like(u)
+    e[0] = ex
+    e[1] = ~ex
+    v = np.cross(u, e, axis=0)
+    v /= np.sqrt((v * v).sum(0))
+    w = np.cross(u, v, axis=0)
     sin_theta = np.sqrt(np.maximum(1.0 - cos_theta * cos_theta, 0.0))
     c, s = cos_sin(uniform_phi(rng, axis.shape[1]))
-    pc, ps = sin_theta * c, sin_theta * s
-    out = np.empty((3, axis.shape[1]))
-    out[0] = cos_theta * ux + pc * (1.0 + sign * ux * ux * a) + ps * b
-    out[1] = cos_theta * uy + pc * (sign * b) + ps * (sign + uy * uy * a)
-    out[2] = cos_theta * uz - pc * (sign * ux) - ps * uy
-    return out
+    return cos_theta * u + sin_theta * (c * v + s * w)
 
 
 def two_body_decay(rng, parent, parent_mass, m1, m2, cos_theta=None, along_flight=False):
@@ -229,51 +225,8 @@ def michel_given_z(z, v, iterations: int = 6):
 
 
 def pareto(rng, n, xmin, alpha) -> np.ndarray:
-    """Power-law spectrum dN/dx ~ x^-(alpha+1) above xmin."""
+    """Power-law spectrum dN/dx ~ x^-(alpha+1) above xmin (hard QCD emission pT)."""
     return xmin * rng.random(n) ** (-1.0 / alpha)
-
-
-@functools.lru_cache(maxsize=64)
-def _emission_constants(isr):
-    """(survival at the kinematic limit, survival at the break, 1/alpha,
-    1/alpha_high) of an ISR spectrum (calibration.ISR)."""
-    from workbench_builtins.generators.simulator.calibration import PT_LIMIT
-
-    s_break = (isr.pt0 / isr.pt_break) ** isr.alpha
-    s_limit = s_break * (isr.pt_break / PT_LIMIT) ** isr.alpha_high
-    return s_limit, s_break, 1.0 / isr.alpha, 1.0 / isr.alpha_high
-
-
-def emission_survival(pt, isr) -> np.ndarray:
-    """P(emission pT > pt) of the ISR spectrum: (pt0/pt)^alpha up to pt_break,
-    then the steeper S_break (pt_break/pt)^alpha_high, and 0 from the
-    kinematic limit PT_LIMIT on (the survival S(PT_LIMIT) ~ 1e-9 sits at the
-    limit itself: pT is capped there)."""
-    _, s_break, _, _ = _emission_constants(isr)
-    from workbench_builtins.generators.simulator.calibration import PT_LIMIT
-
-    x = np.asarray(pt, dtype=np.float64)
-    s = np.where(x < isr.pt_break, (isr.pt0 / x) ** isr.alpha, s_break * (isr.pt_break / x) ** isr.alpha_high)
-    return np.where(x >= PT_LIMIT, 0.0, np.minimum(s, 1.0))
-
-
-def emission_pt(survival, isr) -> np.ndarray:
-    """The pT whose survival probability is ``survival`` in [0, 1], the inverse
-    of :func:`emission_survival`, in the input's float dtype (float32: SIMD
-    log/exp, ~1.5 ns a value; a float32 power is not vectorised and costs
-    twice that); uniform ``survival`` draws the spectrum.  Values below
-    S(PT_LIMIT) give the limit (the cap), 1 gives pt0."""
-    t = np.asarray(survival)
-    f = t.dtype.type if t.dtype.kind == "f" else np.float64
-    s_limit, s_break, inv_a, inv_ah = _emission_constants(isr)
-    log_s = np.maximum(t, f(s_limit))
-    np.log(log_s, out=log_s)
-    x = log_s * f(-inv_a)
-    x += f(np.log(isr.pt0))
-    high = log_s < f(np.log(s_break))
-    if high.any():  # the steep tail above pt_break (a few per mille)
-        x[high] = f(np.log(isr.pt_break)) - (log_s[high] - f(np.log(s_break))) * f(inv_ah)
-    return np.exp(x, out=x)
 
 
 def discrete_sampler(pmf: np.ndarray):
@@ -324,86 +277,3 @@ def guide_tables(pmf: np.ndarray, cells: int = 4096):
 
 def segment_sum(values, index, n) -> np.ndarray:
     return np.bincount(index, weights=values, minlength=n)
-
-
-def to_rest_frame(p: np.ndarray, parent: np.ndarray, parent_mass) -> np.ndarray:
-    """``p`` in the rest frame of ``parent`` (the inverse of :func:`boost`)."""
-    back = parent.copy()
-    back[1:] *= -1.0
-    return boost(p, back, parent_mass)
-
-
-def helicity_decay(rng, parent, parent_mass, reference, cos_theta, m1=0.0, m2=0.0):
-    """Two-body decay of ``parent`` (a W) into masses m1 + m2, daughter 1 at
-    ``cos_theta`` to the helicity axis: the parent's direction in the rest
-    frame of ``reference`` (its mother, the top), i.e. minus the mother's
-    direction seen from the parent's rest frame.  Returns both lab four-vectors."""
-    axis = -to_rest_frame(reference, parent, parent_mass)[1:]
-    mm = np.asarray(parent_mass, dtype=np.float64)
-    s = mm * mm
-    pstar = np.sqrt(np.maximum((s - (m1 + m2) ** 2) * (s - (m1 - m2) ** 2), 0.0)) / (2.0 * mm)
-    rest = np.empty((4, parent.shape[1]))
-    rest[0] = (s + m1 * m1 - m2 * m2) / (2.0 * mm)
-    rest[1:] = directions_about(axis, rng, cos_theta) * pstar
-    d1 = boost(rest, parent, parent_mass)
-    return d1, parent - d1
-
-
-def w_helicity_cos(rng, n, f_long, f_left):
-    """cos theta* of the charged lepton (down-type fermion) in W -> f f' for the
-    helicity fractions: longitudinal 3/4 (1 - c^2), left-handed 3/8 (1 - c)^2,
-    right-handed 3/8 (1 + c)^2 (SM top decays: F0 = 0.70, FL = 0.30).  No
-    transcendental function: of three uniforms x_i on [-1, 1], the largest has
-    density 3/8 (1 + c)^2 (minus it: (1 - c)^2), and the second one when the
-    third is the largest in magnitude, else the third, has 3/4 (1 - c^2)
-    (Devroye 1986, the Epanechnikov kernel)."""
-    u = rng.random(n)
-    x = rng.random((3, n)) * 2.0 - 1.0
-    top = np.maximum(np.maximum(x[0], x[1]), x[2])
-    a = np.abs(x)
-    long_c = np.where((a[2] >= a[1]) & (a[2] >= a[0]), x[1], x[2])
-    return np.where(u < f_long, long_c, np.where(u < f_long + f_left, -top, top))
-
-
-def eta_limit(pt) -> np.ndarray:
-    """Largest |eta| of a massless parton of transverse momentum ``pt`` whose
-    energy pt cosh(eta) is at most the beam energy PT_LIMIT = sqrt(s)/2."""
-    from workbench_builtins.generators.simulator.calibration import PT_LIMIT
-
-    return np.arccosh(np.maximum(PT_LIMIT / np.asarray(pt, dtype=np.float64), 1.0))
-
-
-def truncated_normal(u, mu, sigma, limit) -> np.ndarray:
-    """N(mu, sigma) truncated to (-limit, limit), from uniforms ``u`` (inverse CDF)."""
-    from scipy.special import ndtr, ndtri
-
-    lo = ndtr((-limit - mu) / sigma)
-    hi = ndtr((limit - mu) / sigma)
-    return mu + sigma * ndtri(lo + u * (hi - lo))
-
-
-def beyond_limit(eta, pt) -> np.ndarray:
-    """Indices of the partons whose energy pt cosh(eta) exceeds the beam energy
-    (prefiltered by pt e^|eta|, an upper bound of it: no arccosh for all)."""
-    from workbench_builtins.generators.simulator.calibration import PT_LIMIT
-
-    maybe = np.flatnonzero(pt * np.exp(np.abs(eta)) > PT_LIMIT)
-    return maybe[pt[maybe] * np.cosh(eta[maybe]) > PT_LIMIT]
-
-
-def limit_rapidities(rng, eta, pt, mu, sigma, folded=None) -> np.ndarray:
-    """Emissions drawn eta ~ N(mu, sigma) (or, where ``folded``, eta = +-|x|
-    with x ~ N(mu, sigma), the sign kept) beyond their kinematic limit
-    :func:`eta_limit` redrawn from the same law truncated to it: the result
-    is that law conditioned on the energy being at most the beam's (no point
-    mass at the limit; a few percent of the emissions are redrawn).  ``mu``,
-    ``sigma`` and ``folded`` are scalars or callables giving them for an
-    index array; ``eta`` is modified in place and returned."""
-    out = beyond_limit(eta, pt)
-    if out.size:
-        pick = lambda v: v(out) if callable(v) else v  # noqa: E731
-        x = truncated_normal(rng.random(out.size), pick(mu), pick(sigma), eta_limit(pt[out]))
-        if folded is not None:
-            x = np.where(pick(folded), np.sign(eta[out]) * np.abs(x), x)
-        eta[out] = x
-    return eta

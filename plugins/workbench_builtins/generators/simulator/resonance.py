@@ -20,9 +20,7 @@ B. the lepton's smearing Gaussian, the hadronic decay (mode, mass, angle, hence
 C. the exact recoil (Pareto emissions, soft kT), rapidity and taus, with the
    bounds at tau level (pT and |eta|);
 D. the decays, smeared and selected;
-E. the selected events only: jets (pseudorapidity drawn now, within the range
-   where the emission's energy is at most the beam's; clustering, isolation,
-   overlaps), pile-up and MET.
+E. the selected events only: jets (eta drawn now), pile-up and MET.
 
 Dropping a candidate only when it can never pass leaves the selected
 distribution unchanged; ``prune=False`` runs every candidate to the end and
@@ -38,7 +36,7 @@ import numba
 import numpy as np
 
 from workbench_builtins.generators.simulator import calibration as cal
-from workbench_builtins.generators.simulator import detector, draws, emissions, jets
+from workbench_builtins.generators.simulator import draws, emissions
 from workbench_builtins.generators.simulator import kinematics as kin
 from workbench_builtins.generators.simulator import resonance_phases as phases
 from workbench_builtins.generators.simulator.processes import (
@@ -76,24 +74,6 @@ def generate(rng, n: int, cfg: cal.Resonance, det: cal.Detector, prune: bool = T
     return block if prune else (block, violations)
 
 
-@functools.lru_cache(maxsize=32)
-def resonance_jet_parameters(det: cal.Detector) -> np.ndarray:
-    """The jet parameters of the fast path: the detector's, except that a jet
-    in the tau_h cone is only dropped from the jet list (RESONANCE_TAU_CONE)."""
-    par = detector.jet_parameters(det).copy()
-    par[jets.JP_TAU_RULE] = detector.TAU_RULES[RESONANCE_TAU_CONE]
-    par.flags.writeable = False
-    return par
-
-
-RESONANCE_TAU_CONE = "remove"
-"""H/Z -> tau tau: a jet inside the real tau_h's cone is dropped from the jet
-list, whatever Detector.tau_cone says.  Merging it into the tau candidate
-would raise the tau pT after the early bounds decided (they would have to let
-through every candidate with an emission that might end up in the cone); it
-concerns ~1.5% of the events (ISR inside 0.6 of the tau)."""
-
-
 def _sub_batch(rng, n, cfg, det, par, prune):
     """Kernel block (ROWS, m) of the selected events among ``n`` candidates, and
     the number of bound violations (phases A to E, see the module docstring)."""
@@ -107,7 +87,6 @@ def _sub_batch(rng, n, cfg, det, par, prune):
     owner, starts = emissions.layout(s, m)
     ept = emissions.pareto_pt(s, owner, draws.uniforms(rng, 1, owner.size)[0], cfg.isr)
     ephi, ec, es = draws.azimuths(rng, owner.size)
-    emissions.final_pts(s, owner, starts, ept)
     _, c, sn = draws.azimuths(rng, 2 * m)  # soft kT, tau 1 at rest
     y = draws.normals(rng, m).astype(np.float64)
     y *= cfg.rapidity_sigma
@@ -115,7 +94,7 @@ def _sub_batch(rng, n, cfg, det, par, prune):
     np.exp(y, out=ey[0])
     np.negative(y, out=y)
     np.exp(y, out=ey[1])
-    boson = emissions.recoil(m, owner, ept, ec, es)
+    boson = emissions.recoil(s, m, owner, starts, ept, ec, es)
     m = phases.taus(s, m, boson, c, sn, ey, par, prune)
     # D: decays and selection
     v = draws.uniforms(rng, 1, m)[0]
@@ -123,12 +102,11 @@ def _sub_batch(rng, n, cfg, det, par, prune):
     x = phases.michel_fractions(s, m, v)
     m, violations = phases.decays(s, m, x, c, sn, par)
     # E: detector response of the selected events
-    eeta = emissions.rapidities(rng, s, m, owner, ept, cfg.isr.eta_sigma, cfg.vbf_jet_eta)
     jets = int(s[K, :m].sum())
-    gauss = draws.normals(rng, jets + 2 * m)
+    gauss = draws.normals(rng, 2 * jets + 2 * m)
     activity = rng.standard_gamma(det.pileup_shape, m) / det.pileup_shape
-    return phases.measure(s, m, ept, eeta, ec, es, ephi, gauss, activity, par,
-                          resonance_jet_parameters(det)), violations
+    u_side = draws.uniforms(rng, 1, m)[0]
+    return phases.measure(s, m, ept, ec, es, ephi, gauss, activity, u_side, par), violations
 
 
 def _candidates(rng, n: int, cfg: cal.Resonance, par: np.ndarray, prune: bool):
@@ -146,14 +124,14 @@ def _candidates(rng, n: int, cfg: cal.Resonance, par: np.ndarray, prune: bool):
     soft_r *= f32(-2.0)
     np.sqrt(soft_r, out=soft_r)
     soft_r *= f32(isr.kt_sigma)
-    # the hardest of K emissions: its survival probability t has (1 - t)^K = v
-    # (any value for K = 0); kinematics.emission_pt inverts the spectrum
+    # the hardest of K Pareto pTs: CDF (1 - (pt0/x)^alpha)^K = v (any value for K = 0)
     with np.errstate(divide="ignore"):
         tail = np.log(u[5])
         tail /= k.astype(f32)
     np.expm1(tail, out=tail)
-    np.negative(tail, out=tail)  # survival of pT_max
-    pt_max = kin.emission_pt(tail, isr)
+    np.negative(tail, out=tail)  # (pt0 / pT_max)^alpha
+    pt_max = np.power(tail, f32(-1.0 / isr.alpha))
+    pt_max *= f32(isr.pt0)
     span = np.subtract(f32(1.0), tail, out=tail)  # of the K - 1 softer emissions
     if vbf:  # the Higgs recoils against two tag jets instead of ISR
         is_vbf = u[6] < f32(cfg.vbf_fraction)
@@ -195,8 +173,8 @@ def hadronic_mass(u_mode, u_mass):
 
 def finish_block(block: np.ndarray) -> np.ndarray:
     """The kernel's block (momenta for the lepton, tau_h and MET) as PRI_ columns,
-    float32: eta, phi and |MET| vectorised (float64 arcsinh/arctan2 cost ~2 ns
-    a value in NumPy, ~13 ns as scalar calls in the kernel)."""
+    float32: eta, phi and |MET| vectorised (float64 arcsinh/arctan2 cost ~2 ns a
+    value in NumPy, ~13 ns as scalar calls in the kernel)."""
     out = np.empty((16, block.shape[1]), dtype=np.float32)
     for pt, eta, phi, py in ((0, 1, 2, LEP_PY), (3, 4, 5, HAD_PY)):
         out[pt] = block[pt]

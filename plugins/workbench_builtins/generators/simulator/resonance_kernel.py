@@ -28,11 +28,10 @@ PARAMETERS = (
  JET_CONST, JET_PT_MIN, JET_ETA_MAX, SOFT_RESPONSE, SOFT_NOISE, PILEUP_SHAPE, PT0, ALPHA,
  ISR_ETA_SIGMA, RAPIDITY_SIGMA, VBF_FRACTION, VBF_PT_MEAN, VBF_ETA) = range(len(PARAMETERS))
 
-ROWS = 19
-LEP_PY, HAD_PY, PASSED = 16, 17, 18
+ROWS = 18
+LEP_PY, HAD_PY = 16, 17
 """Kernel block: the PRI_ rows, except lep/had eta rows hold pz/pT, phi rows px,
-rows 16/17 py, and the MET rows (px, py); row 18 is 1 for the events that pass
-the isolation and separation requirements of the jet stage (see finish_block)."""
+rows 16/17 py, and the MET rows (px, py); see finish_block."""
 
 STATE_FIELDS = 39
 """Rows of the candidate state table (STATE_FIELDS, n) float64, one column a

@@ -41,6 +41,13 @@ from workbench_builtins.generators.simulator.resonance_kernel import (
     HAD_X,
     HAD_Y,
     HAD_Z,
+    ISR_ETA_SIGMA,
+    JET_CONST,
+    JET_ETA_MAX,
+    JET_NOISE,
+    JET_PT_MIN,
+    JET_SCALE,
+    JET_STOCH,
     LEP_PRE,
     LEP_PT,
     LEP_PT_MIN,
@@ -52,7 +59,6 @@ from workbench_builtins.generators.simulator.resonance_kernel import (
     LEP_Z,
     M_VIS,
     MASS,
-    PASSED,
     PT_MAX,
     ROWS,
     SINH_HAD_ETA,
@@ -79,6 +85,7 @@ from workbench_builtins.generators.simulator.resonance_kernel import (
     TAU_MASS,
     TAU_MAX,
     VBF,
+    VBF_ETA,
     Z_HAD,
     K,
     Z,
@@ -351,73 +358,52 @@ def decays(s, m, x_michel, cos_phi, sin_phi, par):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def measure(s, m, ept, eeta, ec, es, ephi, gauss, activity, par, jpar):
-    """Kernel block (ROWS, m') of the selected events: lepton and tau_h momenta,
-    jets from the emissions (pseudorapidities ``eeta``; clustering, lepton
-    isolation and overlaps by jets.event_jets with the jet parameters
-    ``jpar``) and the MET, for the m' <= m events whose lepton is isolated and
-    at least the overlap distance from the tau_h (the others are overwritten
-    by the next).  ``gauss`` holds one normal per emission (response), then
-    two per event (MET noise), in event order."""
+def measure(s, m, ept, ec, es, ephi, gauss, activity, u_side, par):
+    """Kernel block (ROWS, m) of the selected events: lepton and tau_h momenta,
+    jets from the emissions (eta drawn now: Gaussian, or VBF tags in opposite
+    hemispheres) and the MET.  ``gauss`` holds two normals per emission (eta,
+    response), then two per event (MET noise), in event order."""
     had_scale = par[HAD_SCALE]
-    soft_response, soft_noise = par[SOFT_RESPONSE], par[SOFT_NOISE]
-    overlap2 = jpar[jets.JP_OVERLAP2]
-    cos_overlap = math.cos(math.sqrt(overlap2))
+    jet_scale, jet_noise, jet_stoch, jet_const = par[JET_SCALE], par[JET_NOISE], par[JET_STOCH], par[JET_CONST]
+    jet_min, jet_eta_max, isr_eta_sigma = par[JET_PT_MIN], par[JET_ETA_MAX], par[ISR_ETA_SIGMA]
+    soft_response, soft_noise, vbf_eta = par[SOFT_RESPONSE], par[SOFT_NOISE], par[VBF_ETA]
     out = np.empty((ROWS, m))
-    most = 1
-    for i in range(m):
-        most = max(most, int(s[K, i]))
-    pt, eta, phi = np.empty(most), np.empty(most), np.empty(most)
-    c, sn, g = np.empty(most), np.empty(most), np.empty(most)
-    flavour = np.zeros(most, dtype=np.int8)  # ISR and VBF tags: gluons (no fake tau here)
-    cand = np.empty(most, dtype=np.int64)
     q = 0
-    i = 0  # the output column: event ev goes to column i, which advances if it passes
-    for ev in range(m):
-        lep_pt, lep_true = s[LEP_PT, ev], s[LEP_TRUE, ev]
-        had_raw, had_true = s[HAD_RAW, ev], s[HAD_TRUE, ev]
-        lux, luy, lsh = s[LEP_X, ev] / lep_true, s[LEP_Y, ev] / lep_true, s[LEP_Z, ev] / lep_true
-        tux, tuy, tsh = s[HAD_X, ev] / had_true, s[HAD_Y, ev] / had_true, s[HAD_Z, ev] / had_true
+    for i in range(m):
+        lep_pt, lep_true = s[LEP_PT, i], s[LEP_TRUE, i]
+        had_raw, had_true = s[HAD_RAW, i], s[HAD_TRUE, i]
         # momenta for now: eta and phi are computed vectorised afterwards (finish_block)
         out[0, i] = lep_pt
-        out[1, i] = lsh
-        out[2, i] = s[LEP_X, ev]
-        out[LEP_PY, i] = s[LEP_Y, ev]
+        out[1, i] = s[LEP_Z, i] / lep_true
+        out[2, i] = s[LEP_X, i]
+        out[LEP_PY, i] = s[LEP_Y, i]
         out[3, i] = had_raw * had_scale
-        out[4, i] = tsh
-        out[5, i] = s[HAD_X, ev]
-        out[HAD_PY, i] = s[HAD_Y, ev]
-        # lepton and tau_h at least the overlap distance apart (exact azimuth prefilter)
-        ok = True
-        if lux * tux + luy * tuy > cos_overlap:
-            dphi = abs(math.atan2(luy, lux) - math.atan2(tuy, tux))
-            dphi = 2.0 * math.pi - dphi if dphi > math.pi else dphi
-            deta = math.asinh(lsh) - math.asinh(tsh)
-            ok = deta * deta + dphi * dphi >= overlap2
+        out[4, i] = s[HAD_Z, i] / had_true
+        out[5, i] = s[HAD_X, i]
+        out[HAD_PY, i] = s[HAD_Y, i]
         # MET: minus everything measured, tau and jets at the raw scale
-        vx = lep_pt * lux + had_raw * tux
-        vy = lep_pt * luy + had_raw * tuy
+        vx = lep_pt * s[LEP_X, i] / lep_true + had_raw * s[HAD_X, i] / had_true
+        vy = lep_pt * s[LEP_Y, i] / lep_true + had_raw * s[HAD_Y, i] / had_true
+        vbf = s[VBF, i] != 0.0
+        side = 1.0 if u_side[i] < 0.5 else -1.0
         state = jets.NO_JETS
-        o = int(s[E_OFF, ev])
-        k = int(s[K, ev])
-        for j in range(k):
-            e = o + j
-            pt[j], eta[j], phi[j] = ept[e], eeta[e], np.float64(ephi[e])
-            c[j], sn[j] = np.float64(ec[e]), np.float64(es[e])
-            g[j] = np.float64(gauss[q])
-            q += 1
-        if k > 0:
-            state, jx, jy, _, _, _, _, _, isolated = jets.event_jets(
-                pt, eta, phi, c, sn, g, flavour, k, lux, luy, lsh, lep_pt, tux, tuy, tsh, False, 0.0, jpar, cand)
-            vx += jx
-            vy += jy
-            ok = ok and isolated
+        o = int(s[E_OFF, i])
+        for e in range(o, o + int(s[K, i])):
+            g_eta = np.float64(gauss[q])
+            raw = jets.jet_response(ept[e], np.float64(gauss[q + 1]), jet_noise, jet_stoch, jet_const)
+            q += 2
+            eta = side * abs(vbf_eta + g_eta) if vbf else g_eta * isr_eta_sigma
+            side = -side
+            if abs(eta) >= jet_eta_max:
+                continue
+            vx += raw * ec[e]
+            vy += raw * es[e]
+            if jet_scale * raw > jet_min:
+                state = jets.add_jet(state, jet_scale * raw, eta, np.float64(ephi[e]))
         for r in range(8):
             out[jets.LEAD_PT + r, i] = state[r]
-        noise = soft_noise * math.sqrt(activity[ev])
-        out[14, i] = -(vx + soft_response * s[SX, ev] + noise * np.float64(gauss[q]))
-        out[15, i] = -(vy + soft_response * s[SY, ev] + noise * np.float64(gauss[q + 1]))
-        out[PASSED, i] = ok
+        noise = soft_noise * math.sqrt(activity[i])
+        out[14, i] = -(vx + soft_response * s[SX, i] + noise * np.float64(gauss[q]))
+        out[15, i] = -(vy + soft_response * s[SY, i] + noise * np.float64(gauss[q + 1]))
         q += 2
-        i += ok
-    return out[:, :i]
+    return out

@@ -24,10 +24,7 @@ KEY_FEATURES = (
     "DER_mass_transverse_met_lep", "DER_deltar_had_lep", "PRI_n_jets",
 )
 
-REFERENCE_DIR = Path(os.environ.get("WORKBENCH_REFERENCE_DATA", "../shared/reference-data"))
-"""Default location of the real reference samples: $WORKBENCH_REFERENCE_DATA,
-else ../shared/reference-data relative to the working directory (the
-repository root); tests/data holds copies."""
+REFERENCE_DIR = Path(os.environ.get("WORKBENCH_REFERENCE_DATA", "/work/shared/reference-data"))
 _SINGLE = {"htautau": "htautau_only", "ttbar": "ttbar_only", "diboson": "diboson_only"}
 
 
@@ -75,22 +72,6 @@ def jet_fractions(cols: dict, top: int = 4) -> list[float]:
     """Fractions of events with 0, 1, ..., top-1 and >= top jets."""
     n = np.minimum(np.asarray(cols["PRI_n_jets"]).astype(int), top)
     return (np.bincount(n, minlength=top + 1) / max(len(n), 1)).tolist()
-
-
-def jet_multiplicity_table(sim: dict, ref: dict, top: int = 4) -> list[dict]:
-    """Per bin (0 .. top-1, >= top jets): simulated and reference fractions,
-    the reference's binomial sigma sqrt(p (1 - p) / n_ref) at the simulated
-    fraction p (the simulated sample's own error is included, it is ~0 for a
-    large one), and the pull (ref - sim) / sigma."""
-    fs, fr = np.array(jet_fractions(sim, top)), np.array(jet_fractions(ref, top))
-    n_sim, n_ref = len(sim["PRI_n_jets"]), len(ref["PRI_n_jets"])
-    sigma = np.sqrt(fs * (1.0 - fs) * (1.0 / n_ref + 1.0 / n_sim))
-    rows = []
-    for k in range(top + 1):
-        pull = (fr[k] - fs[k]) / sigma[k] if sigma[k] > 0 else (0.0 if fr[k] == fs[k] else np.inf)
-        rows.append({"bin": f">={top}" if k == top else str(k), "sim": float(fs[k]), "ref": float(fr[k]),
-                     "sigma": float(sigma[k]), "pull": float(pull)})
-    return rows
 
 
 def auc(scores_pos: np.ndarray, scores_neg: np.ndarray) -> float:
@@ -147,25 +128,6 @@ def classifier_two_sample(sim: dict, ref: dict, features=FEATURES, seed: int = 0
             "n_sim": int(y.sum()), "n_ref": int((1 - y).sum())}
 
 
-def null_two_sample(sim: dict, n_ref: int, features=FEATURES, seed: int = 0, repeats: int = 5, folds: int = 2):
-    """The classifier two-sample AUC between two disjoint *simulated* samples of
-    n_ref events each (what :func:`classifier_two_sample` gives when the
-    samples are indistinguishable): mean, standard deviation and the values
-    over ``repeats`` splits.  Needs at least 2 n_ref simulated events."""
-    n_sim = len(sim[features[0]])
-    if n_sim < 2 * n_ref:
-        raise ValueError(f"null_two_sample needs {2 * n_ref} simulated events, got {n_sim}")
-    rng = np.random.default_rng(seed + 7919)
-    values = []
-    for r in range(repeats):
-        pick = rng.permutation(n_sim)[: 2 * n_ref]
-        a = {f: np.asarray(sim[f])[pick[:n_ref]] for f in features}
-        b = {f: np.asarray(sim[f])[pick[n_ref:]] for f in features}
-        values.append(classifier_two_sample(a, b, features, seed=seed + r, folds=folds)["auc"])
-    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if repeats > 1 else 0.0,
-            "values": [float(v) for v in values], "n_each": int(n_ref)}
-
-
 def separation(sig: dict, bkg: dict, features=FEATURES, seed: int = 0, folds: int = 2) -> dict:
     """Signal-vs-background separation: DER_mass_vis AUC and a k-fold GBDT AUC."""
     rng = np.random.default_rng(seed)
@@ -189,17 +151,6 @@ def transfer_auc(sim_sig, sim_bkg, ref_sig, ref_bkg, features=FEATURES, seed: in
     s_sig = model.predict_proba(_matrix(ref_sig, features))[:, 1]
     s_bkg = model.predict_proba(_matrix(ref_bkg, features))[:, 1]
     return auc(s_sig, s_bkg)
-
-
-def feature_ranges(cols: dict, features=FEATURES) -> dict[str, dict[str, float]]:
-    """Minimum and maximum of each feature over its defined values (not -25)."""
-    out = {}
-    for name in features:
-        v = np.asarray(cols[name], dtype=np.float64)
-        v = v[v != -25.0]
-        out[name] = {"min": float(v.min()) if v.size else float("nan"),
-                     "max": float(v.max()) if v.size else float("nan")}
-    return out
 
 
 SYSTEMATIC_POINTS = (
@@ -231,6 +182,5 @@ def systematic_response(cols: dict, point: dict, seed: int = 31415) -> dict[str,
 __all__ = [
     "SYSTEMATIC_POINTS", "systematic_response",
     "KEY_FEATURES", "reference_samples", "simulated_samples", "ks_table", "jet_fractions",
-    "jet_multiplicity_table", "null_two_sample", "feature_ranges",
     "auc", "auc_pvalue", "classifier_two_sample", "separation", "transfer_auc", "DERIVED",
 ]
